@@ -1,0 +1,31 @@
+"""leakwatch: a memory-leak detector that long-running Python services leave switched on.
+
+    import leakwatch
+    leakwatch.start(interval=5)      # background thread; returns the Watcher
+    leakwatch.suspects()             # list[Suspect], the current verdict
+
+Nothing runs at import.
+"""
+
+from __future__ import annotations
+
+from leakwatch.config import Config
+from leakwatch.errors import ConfigError, LeakwatchError, MissingDependency
+from leakwatch.model import Report, Suspect
+from leakwatch.watcher import Watcher, start, stop, suspects
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "LeakwatchError",
+    "MissingDependency",
+    "Report",
+    "Suspect",
+    "Watcher",
+    "__version__",
+    "start",
+    "stop",
+    "suspects",
+]

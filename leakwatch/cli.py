@@ -1,0 +1,224 @@
+"""The `leakwatch` command: the only code in leakwatch that prints or picks exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import NoReturn, TextIO
+
+from leakwatch.config import OPTIONS, Config, _parse_text
+from leakwatch.errors import ConfigError
+from leakwatch.model import Report, Suspect
+
+BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
+
+
+class CLIError(Exception):
+    """An error the command line reports in one line, with its exit code."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise CLIError(f"{message} (see '{self.prog} --help')")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="leakwatch",
+        description="Find memory leaks in running Python programs, with statistics instead of eyeballing.",
+        epilog="Options can also come from LEAKWATCH_* environment variables: 'leakwatch options' lists them.",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    demo = sub.add_parser("demo", help="run a small service with one real leak and one bounded cache, and watch it",
+                          description="Run a built-in service that leaks Session objects and keeps a bounded LRU cache, "
+                                      "with leakwatch watching it; suspects are printed as they are confirmed or cleared.")
+    demo.add_argument("--duration", type=_positive_seconds, default=45.0, metavar="SECONDS",
+                      help="stop after this many seconds (default 45; Ctrl-C stops sooner)")
+    demo.add_argument("--interval", type=_positive_seconds, default=0.25, metavar="SECONDS",
+                      help="time between samples (default 0.25)")
+
+    run = sub.add_parser("run", help="run a Python program with leakwatch started inside it",
+                         description="Run COMMAND with leakwatch started inside every Python process it starts "
+                                     "(through a sitecustomize on PYTHONPATH), configured from LEAKWATCH_* and -o options. "
+                                     "When the program ends, its last suspects are printed on stderr.",
+                         usage="leakwatch run [-o NAME=VALUE]... [--report FILE] -- COMMAND [ARGS...]")
+    run.add_argument("-o", "--option", action="append", default=[], metavar="NAME=VALUE",
+                     help="set an option, as LEAKWATCH_NAME=VALUE would (repeatable)")
+    run.add_argument("--report", metavar="FILE", help="also keep the last report there as JSON")
+    run.add_argument("--quiet", action="store_true", help="do not print the suspects when the program ends")
+    run.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND", help="the program and its arguments")
+
+    sub.add_parser("options", help="list every option, its environment variable and default",
+                   description="List every option with its LEAKWATCH_* environment variable, default and meaning.")
+    return parser
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"expected seconds between 0 and 86400, got {text!r}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the command line; returns the exit code (2 for bad arguments)."""
+    out = out or sys.stdout
+    try:
+        args = build_parser().parse_args(argv)
+        if args.version:
+            from leakwatch import __version__
+
+            print(f"leakwatch {__version__}", file=out)
+            return 0
+        if args.command == "demo":
+            return run_demo(args.duration, args.interval, out)
+        if args.command == "run":
+            return run_program(args.argv, args.option, args.report, args.quiet)
+        if args.command == "options":
+            return print_options(out)
+        build_parser().print_help(out)
+        return 2
+    except CLIError as e:
+        print(f"leakwatch: error: {e}", file=sys.stderr)
+        return e.exit_code
+
+
+# --- leakwatch options -------------------------------------------------------------------------
+
+
+def print_options(out: TextIO) -> int:
+    for opt in OPTIONS:
+        print(f"{opt.env:<32} {opt.name} = {opt.default!r}", file=out)
+        print(f"    {opt.help} Allowed: {opt.allowed()}.", file=out)
+    return 0
+
+
+# --- leakwatch run -----------------------------------------------------------------------------
+
+
+def run_program(argv: Sequence[str], options: Sequence[str], report: str | None, quiet: bool) -> int:
+    command = list(argv)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise CLIError("run needs a command after '--', for example: leakwatch run -- python app.py")
+    env = dict(os.environ)
+    env.update(_option_env(options))
+    with tempfile.TemporaryDirectory(prefix="leakwatch-") as tmp:
+        report_path = report or os.path.join(tmp, "report.json")
+        env["LEAKWATCH_REPORT_FILE"] = os.path.abspath(report_path)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (BOOTSTRAP_DIR, env.get("PYTHONPATH", "")) if p)
+        code = _spawn(command, env)
+        if not quiet:
+            _print_final_report(report_path, sys.stderr)
+    return code
+
+
+def _option_env(options: Sequence[str]) -> dict[str, str]:
+    by_name = {o.name: o for o in OPTIONS}
+    env: dict[str, str] = {}
+    for item in options:
+        name, sep, value = item.partition("=")
+        name = name.strip().replace("-", "_").lower()
+        if not sep or name not in by_name:
+            raise CLIError(f"-o expects NAME=VALUE with NAME one of {', '.join(by_name)}; got {item!r}")
+        try:
+            _parse_text(by_name[name], value)
+        except (ValueError, ConfigError):
+            raise CLIError(f"-o {item!r}: allowed: {by_name[name].allowed()}") from None
+        env[by_name[name].env] = value
+    return env
+
+
+def _spawn(command: list[str], env: dict[str, str]) -> int:
+    try:
+        proc = subprocess.Popen(command, env=env)
+    except OSError as e:
+        raise CLIError(f"cannot run {command[0]!r}: {e.strerror or e}", exit_code=127) from None
+
+    def forward(signum: int, _frame: object) -> None:
+        proc.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return proc.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _print_final_report(path: str, out: TextIO) -> None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            report = Report.from_dict(json.load(f))
+    except (OSError, ValueError):
+        return
+    if not report.suspects:
+        print(f"leakwatch: no leak suspected ({report.samples} samples)", file=out)
+        return
+    print(f"leakwatch: {len(report.suspects)} suspected leak(s) after {report.samples} samples:", file=out)
+    for s in report.suspects:
+        print(f"  {s.describe()}", file=out)
+
+
+# --- leakwatch demo ----------------------------------------------------------------------------
+
+
+def run_demo(duration: float, interval: float, out: TextIO) -> int:
+    from leakwatch.demo import CACHE_SIZE, DemoService
+    from leakwatch.watcher import Watcher
+
+    config = Config.from_options(
+        interval=interval, warmup=max(3.0, 8 * interval), window=max(10.0, 40 * interval),
+        trace_window=max(6.0, 24 * interval), min_growth_bytes=256 * 1024, log_suspects=False,
+    )
+    print(f"leakwatch demo: a service that leaks Session objects and keeps an LRU cache of {CACHE_SIZE} entries.", file=out)
+    print(f"Sampling every {config.interval:g} s; warm-up {config.warmup:g} s, window {config.window:g} s. "
+          f"Stops after {duration:g} s or on Ctrl-C.", file=out, flush=True)
+    service = DemoService().start()
+    watcher = Watcher(config).start()
+    start = time.monotonic()
+    shown: dict[str, Suspect] = {}
+    try:
+        while time.monotonic() - start < duration:
+            time.sleep(0.25)
+            _show_changes(watcher.suspects(), shown, time.monotonic() - start, out)
+    except KeyboardInterrupt:
+        print("interrupted", file=out)
+    finally:
+        watcher.stop()
+        service.stop()
+    report = watcher.report()
+    print(f"after {time.monotonic() - start:.0f} s: {service.handled} requests, {len(service.sessions)} sessions kept, "
+          f"cache {len(service.cache)}/{CACHE_SIZE}; {report.samples} samples", file=out)
+    for s in report.suspects:
+        print(f"  still suspected: {s.describe()}", file=out)
+    return 0
+
+
+def _show_changes(current: list[Suspect], shown: dict[str, Suspect], elapsed: float, out: TextIO) -> None:
+    now = {s.id: s for s in current}
+    for sid, s in now.items():
+        if sid not in shown:
+            print(f"[{elapsed:5.1f}s] LEAK SUSPECTED  {s.describe()}", file=out, flush=True)
+    for sid, s in shown.items():
+        if sid not in now:
+            print(f"[{elapsed:5.1f}s] cleared         {s.kind} {s.key}", file=out, flush=True)
+    shown.clear()
+    shown.update(now)

@@ -1,0 +1,258 @@
+"""One frozen `Config`: keyword > ``LEAKWATCH_*`` environment variable > default.
+
+Every option, its environment name, default and meaning is listed once, in `OPTIONS`;
+the README's options table is checked against it by a test.
+
+A bad keyword raises `ConfigError` (misuse in code should fail loudly); a bad environment
+value logs a warning and falls back to the default (an operator's typo must not take a
+service down).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from leakwatch.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+ENV_PREFIX = "LEAKWATCH_"
+TRACEMALLOC_MODES = ("off", "auto", "always")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s|m|h)?\s*$")
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
+_SIZE_FACTORS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_DURATION_FACTORS = {"": 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """How one option is parsed, checked and documented."""
+
+    name: str
+    default: Any
+    kind: str  # "bool", "seconds", "int", "bytes", "float", "choice", "str"
+    help: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    def allowed(self) -> str:
+        """Say in words what values are accepted."""
+        if self.kind == "bool":
+            return "true or false (env: 1/0, true/false, yes/no, on/off)"
+        if self.kind == "choice":
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        if self.kind == "str":
+            return "a string"
+        unit = {"seconds": " seconds", "bytes": " bytes"}.get(self.kind, "")
+        kind = "an integer" if self.kind in ("int", "bytes") else "a number"
+        suffix = {
+            "seconds": " (env also takes 500ms, 30s, 5m, 1h)",
+            "bytes": " (env also takes 64KiB, 32MiB, 1GiB)",
+        }.get(self.kind, "")
+        return f"{kind} from {_fmt(self.low)} to {_fmt(self.high)}{unit}{suffix}"
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "any"
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("enabled", True, "bool", "Master switch: when false, start() returns a watcher that never samples."),
+    Option("interval", 5.0, "seconds", "Time between samples.", 0.01, 60.0),
+    Option("warmup", 60.0, "seconds", "Growth before this much time after start is ignored (imports, caches filling).", 0.0, 7 * 86400.0),
+    Option("window", 300.0, "seconds", "How much recent history a verdict weighs; also how long growth must have stopped before a suspect is cleared. At least 5 intervals.", 0.05, 30 * 86400.0),
+    Option("tracemalloc", "auto", "choice", "Allocation-site tracing: 'auto' traces in bounded windows only while a cheap signal suspects a leak; 'always' traces from start (costly; for development); 'off' never traces.", choices=TRACEMALLOC_MODES),
+    Option("trace_frames", 1, "int", "Frames kept per traced allocation (1 = the allocating line; more adds its callers to site keys, at a cost).", 1, 64),
+    Option("trace_window", 60.0, "seconds", "Length of one tracing window in 'auto' mode. At least 4 intervals.", 0.04, 86400.0),
+    Option("trace_max_memory", 32 * 1024**2, "bytes", "A tracing window ends early when tracemalloc's own memory passes this, which bounds the cost of a snapshot.", 1024**2, 64 * 1024**3),
+    Option("census", True, "bool", "Count live gc-tracked objects per type each sample."),
+    Option("process", True, "bool", "Read process memory (RSS) each sample."),
+    Option("uss", False, "bool", "Also read USS (unique set size); reads /proc/<pid>/smaps, which costs milliseconds on big processes."),
+    Option("max_series", 256, "int", "Most keys tracked per kind (types, sites); the largest are kept, and every suspect.", 8, 100_000),
+    Option("history_points", 128, "int", "Points kept per key; older points are merged two into one.", 16, 100_000),
+    Option("significance", 0.01, "float", "p-value a Mann-Kendall trend test must beat before growth counts.", 1e-9, 0.2),
+    Option("min_growth_objects", 100, "int", "Least growth, in objects over a window, that can make a type a suspect.", 1, 1e12),
+    Option("min_growth_bytes", 1024**2, "bytes", "Least growth, in bytes over a window, that can make a site or the process a suspect.", 1, 1e15),
+    Option("log_suspects", True, "bool", "Log a warning when a suspect is confirmed and an info line when it clears."),
+    Option("report_file", "", "str", "When set, the last report is written there as JSON when the watcher stops."),
+)
+OPTION_NAMES = tuple(o.name for o in OPTIONS)
+_BY_NAME = {o.name: o for o in OPTIONS}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything a watcher needs to know, validated. Build with `Config.from_options`."""
+
+    enabled: bool = True
+    interval: float = 5.0
+    warmup: float = 60.0
+    window: float = 300.0
+    tracemalloc: str = "auto"
+    trace_frames: int = 1
+    trace_window: float = 60.0
+    trace_max_memory: int = 32 * 1024**2
+    census: bool = True
+    process: bool = True
+    uss: bool = False
+    max_series: int = 256
+    history_points: int = 128
+    significance: float = 0.01
+    min_growth_objects: int = 100
+    min_growth_bytes: int = 1024**2
+    log_suspects: bool = True
+    report_file: str = ""
+
+    @classmethod
+    def from_options(cls, env: Mapping[str, str] | None = None, **options: Any) -> Config:
+        """Merge keyword options over ``LEAKWATCH_*`` variables over defaults.
+
+        Raises `ConfigError` for an unknown or bad keyword; logs a warning and uses the
+        default for a bad environment value.
+        """
+        env = os.environ if env is None else env
+        for name in options:
+            if name not in _BY_NAME:
+                raise ConfigError(name, options[name], "an option name, one of " + ", ".join(OPTION_NAMES))
+        _warn_unknown_env(env)
+        values: dict[str, Any] = {}
+        from_env: set[str] = set()
+        for opt in OPTIONS:
+            if name_given(opt.name, options):
+                values[opt.name] = _coerce_keyword(opt, options[opt.name])
+            elif opt.env in env:
+                parsed = _parse_env(opt, env[opt.env])
+                values[opt.name] = parsed
+                from_env.add(opt.name)
+            else:
+                values[opt.name] = opt.default
+        _check_relations(values, options, from_env)
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def name_given(name: str, options: Mapping[str, Any]) -> bool:
+    return name in options and options[name] is not None
+
+
+def _warn_unknown_env(env: Mapping[str, str]) -> None:
+    known = {o.env for o in OPTIONS}
+    for key in env:
+        if key.startswith(ENV_PREFIX) and key not in known:
+            logger.warning("leakwatch: ignoring unknown environment variable %s; known: %s", key, ", ".join(sorted(known)))
+
+
+def _coerce_keyword(opt: Option, value: Any) -> Any:
+    if opt.kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(opt.name, value, opt.allowed())
+        return value
+    if opt.kind == "choice":
+        if value not in opt.choices:
+            raise ConfigError(opt.name, value, opt.allowed())
+        return value
+    if opt.kind == "str":
+        if not isinstance(value, (str, os.PathLike)):
+            raise ConfigError(opt.name, value, opt.allowed())
+        return os.fspath(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(opt.name, value, opt.allowed())
+    if opt.kind in ("int", "bytes") and not float(value).is_integer():
+        raise ConfigError(opt.name, value, opt.allowed())
+    return _check_range(opt, value)
+
+
+def _check_range(opt: Option, value: float) -> Any:
+    if not math.isfinite(value) or (opt.low is not None and value < opt.low) or (opt.high is not None and value > opt.high):
+        raise ConfigError(opt.name, value, opt.allowed())
+    return int(value) if opt.kind in ("int", "bytes") else float(value)
+
+
+def _parse_env(opt: Option, raw: str) -> Any:
+    try:
+        return _parse_text(opt, raw)
+    except (ValueError, ConfigError):
+        logger.warning(
+            "leakwatch: %s=%r is not valid (allowed: %s); using the default %r",
+            opt.env, raw, opt.allowed(), opt.default,
+        )
+        return opt.default
+
+
+def _parse_text(opt: Option, raw: str) -> Any:
+    """Parse one option from text, as given in the environment or on a command line."""
+    text = raw.strip()
+    parsers: dict[str, Callable[[str], Any]] = {
+        "bool": _parse_bool,
+        "seconds": _parse_seconds,
+        "bytes": _parse_bytes,
+        "int": int,
+        "float": float,
+        "choice": lambda s: s.lower(),
+        "str": lambda s: s,
+    }
+    value = parsers[opt.kind](text)
+    return _coerce_keyword(opt, value)
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError(text)
+
+
+def _parse_seconds(text: str) -> float:
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(text)
+    return float(m.group(1)) * _DURATION_FACTORS[m.group(2) or ""]
+
+
+def _parse_bytes(text: str) -> int:
+    m = _SIZE.match(text)
+    if not m:
+        raise ValueError(text)
+    factor = _SIZE_FACTORS[(m.group(2) or "")[:1].lower()]
+    value = float(m.group(1)) * factor
+    if not value.is_integer():
+        raise ValueError(text)
+    return int(value)
+
+
+def _check_relations(values: dict[str, Any], keywords: Mapping[str, Any], from_env: set[str]) -> None:
+    """Check rules that tie two options together; keywords raise, env values fall back."""
+    rules = (
+        ("window", lambda v: v["window"] >= 5 * v["interval"], "at least 5 times interval"),
+        ("trace_window", lambda v: v["trace_window"] >= 4 * v["interval"], "at least 4 times interval"),
+    )
+    for name, holds, allowed in rules:
+        if holds(values):
+            continue
+        opt = _BY_NAME[name]
+        floor = (5 if name == "window" else 4) * values["interval"]
+        if name_given(name, keywords):
+            raise ConfigError(name, values[name], f"{allowed} (interval is {values['interval']} s)")
+        if name in from_env:
+            logger.warning("leakwatch: %s=%r must be %s; using %s", opt.env, values[name], allowed, floor)
+        values[name] = floor

@@ -1,0 +1,383 @@
+"""Pure functions from history to suspects: no clock, no I/O, no gc calls.
+
+A series is *growing* over a window when all of these hold (see README, "How detection works"):
+
+1. enough evidence: at least `MIN_POINTS` points spanning half the window or more;
+2. a robust slope: the Theil-Sen slope (median of pairwise slopes) is at least the minimum
+   rate (`min_growth_*` per window);
+3. a real trend: a one-sided Mann-Kendall test rejects "no trend" at `significance`;
+4. never released: split the window in quarters; the floor (minimum) of each quarter does
+   not fall back, the last floor sits at least half the minimum growth above the first, and
+   the floor rose in at least two of the three steps: a sawtooth's floors stay at its base,
+   a one-time load rises once, a filling cache stops rising;
+5. still going: the second half of the window reaches a new peak, and its Theil-Sen slope
+   keeps at least `KEEP_PACE` of the first half's (a filling cache or a bounded structure
+   turning over slows down; a leak does not);
+6. beyond its past: the last quarter's floor is above every earlier floor in the history
+   (after warm-up), which a working set wandering around a mean does not manage for long.
+
+A candidate becomes a suspect after it has held at every tick for half a window.
+A suspect is cleared when a whole window passes without a new high.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+
+from leakwatch.history import History, Series
+from leakwatch.model import Suspect, unit_of
+
+MIN_POINTS = 8
+MAX_POINTS = 48  # pairwise statistics are O(n^2); longer windows are subsampled evenly
+PROCESS_SUSPECT_KEY = "rss"
+# A traced share of RSS growth below this leaves the growth "not explained by Python".
+EXPLAINED_SHARE = 0.5
+# A site whose in-window block growth exceeds the whole process's net block growth this many
+# times cannot be net growth: it is a bounded structure turning over (see README).
+SITE_NET_FACTOR = 2.0
+# Growth that slows to less than this share of its first-half pace is filling up (a cache
+# warming, a bounded structure turning over), not leaking.
+KEEP_PACE = 0.4
+# A leak's bytes spread over several sites (the object, its __dict__, its strings), and a site
+# is only judged while a cheap signal already shows growth, so a site needs a quarter of the
+# minimum rate.
+SITE_RATE_SHARE = 0.25
+# Sites are judged on most of a tracing window, so that turnover has time to level off.
+SITE_SPAN = 0.75
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    """What the detector needs from the config, in plain numbers."""
+
+    window: float = 300.0
+    warmup: float = 60.0
+    significance: float = 0.01
+    min_growth_objects: float = 100.0
+    min_growth_bytes: float = 1024.0**2
+    trace_window: float = 60.0
+    can_trace: bool = True
+    epoch: float = 0.0  # add to sample-clock times to get wall-clock times
+
+    def min_rate(self, unit: str) -> float:
+        growth = self.min_growth_bytes if unit == "bytes" else self.min_growth_objects
+        return growth / self.window
+
+
+@dataclasses.dataclass(frozen=True)
+class Trend:
+    """Evidence that one series grows."""
+
+    slope: float
+    p: float
+    current: float
+    since: float  # sample-clock time the growth began, as far as the window shows
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """The detector's output, and its memory between ticks (pass it back in as `prior`).
+
+    `pending` maps "kind:key" to the time it became a candidate; `triggers` are the keys whose
+    growth tracing could explain or attribute.
+    """
+
+    suspects: tuple[Suspect, ...] = ()
+    pending: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    triggers: tuple[str, ...] = ()
+
+
+# --- statistics -----------------------------------------------------------------------------
+
+
+def subsample(n: int, limit: int = MAX_POINTS) -> list[int]:
+    """At most `limit` evenly spread indexes of range(n), always keeping the last."""
+    if n <= limit:
+        return list(range(n))
+    step = (n - 1) / (limit - 1)
+    return sorted({round(i * step) for i in range(limit)})
+
+
+def theil_sen(t: Sequence[float], v: Sequence[float]) -> float:
+    """Median of the slopes between every pair of points (robust to ~29% outliers)."""
+    slopes = [
+        (v[j] - v[i]) / (t[j] - t[i])
+        for i in range(len(t))
+        for j in range(i + 1, len(t))
+        if t[j] > t[i]
+    ]
+    if not slopes:
+        return 0.0
+    slopes.sort()
+    mid = len(slopes) // 2
+    return slopes[mid] if len(slopes) % 2 else 0.5 * (slopes[mid - 1] + slopes[mid])
+
+
+def mann_kendall(v: Sequence[float]) -> float:
+    """One-sided p-value of the Mann-Kendall test for an increasing trend (tie-corrected)."""
+    n = len(v)
+    if n < 3:
+        return 1.0
+    s = 0
+    for i in range(n - 1):
+        vi = v[i]
+        for j in range(i + 1, n):
+            d = v[j] - vi
+            s += (d > 0) - (d < 0)
+    ties: dict[float, int] = {}
+    for x in v:
+        ties[x] = ties.get(x, 0) + 1
+    var = (n * (n - 1) * (2 * n + 5) - sum(k * (k - 1) * (2 * k + 5) for k in ties.values())) / 18.0
+    if var <= 0 or s <= 0:
+        return 1.0
+    z = (s - 1) / math.sqrt(var)
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+def quarter_floors(t: Sequence[float], lo: Sequence[float], hi: Sequence[float]) -> tuple[list[float], list[float]]:
+    """Minimum and maximum of each time quarter of the points (empty quarters repeat the last)."""
+    t0, t1 = t[0], t[-1]
+    width = (t1 - t0) / 4 or 1.0
+    floors = [math.inf] * 4
+    peaks = [-math.inf] * 4
+    for ti, l, h in zip(t, lo, hi):
+        q = min(3, int((ti - t0) / width))
+        floors[q] = min(floors[q], l)
+        peaks[q] = max(peaks[q], h)
+    for q in range(1, 4):
+        if floors[q] == math.inf:
+            floors[q], peaks[q] = floors[q - 1], peaks[q - 1]
+    return floors, peaks
+
+
+def assess(t: Sequence[float], lo: Sequence[float], hi: Sequence[float], min_rate: float, significance: float, past: Callable[[], float] | None = None) -> Trend | None:
+    """The growth test of the module docstring on one window of points; None if not growing."""
+    n = len(t)
+    if n < MIN_POINTS or t[-1] <= t[0]:
+        return None
+    span = t[-1] - t[0]
+    # Cheapest rejections first: most series do not grow at all.
+    if lo[-1] - min(lo) < 0.5 * min_rate * span:
+        return None
+    floors, peaks = quarter_floors(t, lo, hi)
+    eps = 0.05 * min_rate * span
+    if floors[3] - floors[0] < 0.5 * min_rate * span:
+        return None
+    if any(floors[q + 1] < floors[q] - eps for q in range(3)):
+        return None
+    if sum(floors[q + 1] > floors[q] + eps for q in range(3)) < 2:
+        return None
+    if max(peaks[2], peaks[3]) <= max(peaks[0], peaks[1]) + eps:
+        return None
+    if past is not None and floors[3] <= past() + eps:
+        return None
+    idx = subsample(n)
+    ts = [t[i] for i in idx]
+    vs = [lo[i] for i in idx]
+    slope = theil_sen(ts, vs)
+    if slope < min_rate:
+        return None
+    p = mann_kendall(vs)
+    if p >= significance:
+        return None
+    half = len(ts) // 2
+    if theil_sen(ts[half:], vs[half:]) < KEEP_PACE * theil_sen(ts[: half + 1], vs[: half + 1]):
+        return None
+    since = t[0]
+    for ti, l in zip(t, lo):
+        if l <= floors[0]:
+            since = ti
+    return Trend(slope=slope, p=p, current=lo[-1], since=since)
+
+
+def past_floor(series: Series, start: float, end: float, width: float) -> float:
+    """Highest floor (minimum over `width`-long stretches) between `start` and `end`."""
+    i, j = series.since(start), series.since(end)
+    if j - i < 2:
+        return -math.inf
+    best = -math.inf
+    chunk_start = series.t[i]
+    chunk_min = math.inf
+    for k in range(i, j):
+        if series.t[k] - chunk_start >= width:
+            best = max(best, chunk_min)
+            chunk_start, chunk_min = series.t[k], math.inf
+        chunk_min = min(chunk_min, series.lo[k])
+    if series.t[j - 1] - chunk_start >= 0.5 * width:
+        best = max(best, chunk_min)
+    return best
+
+
+def still_growing(series: Series, now: float, window: float, eps: float) -> bool:
+    """Whether the last `window` reached a new high over everything before it."""
+    cut = series.since(now - window)
+    if cut == 0:
+        return True
+    if cut >= len(series):
+        return False
+    return max(series.hi[cut:]) > max(series.hi[:cut]) + eps
+
+
+# --- verdicts -------------------------------------------------------------------------------
+
+
+def _window_trend(series: Series, now: float, p: Params, unit: str, warm: float) -> Trend | None:
+    t_from = max(warm, now - p.window)
+    i = series.since(t_from)
+    t, lo, hi = series.t[i:], series.lo[i:], series.hi[i:]
+    if len(t) < MIN_POINTS or t[-1] - t[0] < 0.5 * p.window:
+        return None
+    return assess(t, lo, hi, p.min_rate(unit), p.significance, lambda: past_floor(series, warm, t_from, p.window / 4))
+
+
+def _trace_trend(series: Series, p: Params, min_rate: float) -> Trend | None:
+    """Growth within the current tracing window (the series starts at the window's start)."""
+    t = series.t
+    if len(t) < MIN_POINTS or t[-1] - t[0] < SITE_SPAN * p.trace_window:
+        return None
+    return assess(t, series.lo, series.hi, min_rate, p.significance)
+
+
+def _slope_between(series: Series | None, t0: float, t1: float) -> float | None:
+    if series is None:
+        return None
+    i, j = series.since(t0), series.since(t1 + 1e-9)
+    if j - i < MIN_POINTS // 2:
+        return None
+    idx = [i + k for k in subsample(j - i)]
+    return theil_sen([series.t[k] for k in idx], [series.lo[k] for k in idx])
+
+
+def rss_explained(history: History, p: Params, python_growing: bool) -> bool | None:
+    """Whether Python-visible allocations explain the RSS growth; None while undecided.
+
+    Growth of gc-visible objects or of interpreter blocks (`python_growing`) explains it.
+    Otherwise, with a tracing window on record, compare the traced bytes' slope with RSS's
+    over the same stretch (less tracemalloc's own growth).
+    """
+    if python_growing:
+        return True
+    traced = history.get("process", "traced")
+    if traced is not None and len(traced) >= MIN_POINTS and traced.t[-1] - traced.t[0] >= 0.5 * p.trace_window:
+        t0, t1 = traced.t[0], traced.t[-1]
+        rss = _slope_between(history.get("process", "rss"), t0, t1)
+        overhead = _slope_between(history.get("process", "trace_overhead"), t0, t1) or 0.0
+        traced_slope = _slope_between(traced, t0, t1) or 0.0
+        if rss is None:
+            return None
+        net = rss - overhead
+        if net < p.min_rate("bytes"):
+            return True
+        return traced_slope >= EXPLAINED_SHARE * net
+    return None if p.can_trace else False
+
+
+def detect(history: History, prior: Verdict | None = None, params: Params | None = None, type_sites: Mapping[str, tuple[str, ...]] | None = None, tracing: bool = False) -> Verdict:
+    """Decide what leaks now, from the history and the previous verdict.
+
+    `type_sites` are allocation sites sampled this tick for type keys; `tracing` says a
+    tracing window is open, so the site series hold that window's points.
+    """
+    p = params or Params()
+    prior = prior or Verdict()
+    type_sites = type_sites or {}
+    if history.last_t is None or history.start is None:
+        return prior
+    now = history.last_t
+    warm = history.start + p.warmup
+    old = {f"{s.kind}:{s.key}": s for s in prior.suspects}
+    pending: dict[str, float] = {}
+    suspects: list[Suspect] = []
+    triggers: list[str] = []
+    confirm = p.window / 2
+
+    def judge(kind: str, key: str, trend: Trend | None, series: Series, hold: float, detail: str = "") -> None:
+        ident = f"{kind}:{key}"
+        unit = unit_of(kind, key)
+        before = old.get(ident)
+        if trend is not None:
+            first = prior.pending.get(ident, now)
+            if before is None and now - first < hold:
+                pending[ident] = first
+                return
+            pending[ident] = first
+            sites = type_sites.get(key) or (before.sites if before else ())
+            suspects.append(
+                Suspect(
+                    kind=kind, key=key, unit=unit, current=trend.current,
+                    growth_per_second=trend.slope,
+                    since=before.since if before else trend.since + p.epoch,
+                    confidence=1.0 - trend.p,
+                    confirmed_at=before.confirmed_at if before else now + p.epoch,
+                    sites=sites, detail=detail,
+                )
+            )
+        elif before is not None and still_growing(series, now, p.window, 0.05 * p.min_rate(unit) * p.window):
+            sites = type_sites.get(key) or before.sites
+            suspects.append(dataclasses.replace(before, current=series.last(), sites=sites))
+
+    for key, series in history.kind("type").items():
+        trend = _window_trend(series, now, p, "objects", warm)
+        judge("type", key, trend, series, confirm)
+    type_growing = any(s.kind == "type" for s in suspects) or any(k.startswith("type:") for k in pending)
+    confirmed = {f"{s.kind}:{s.key}" for s in suspects}
+    triggers.extend(k for k in pending if k.startswith("type:") and k not in confirmed)
+    if not any(s.kind == "site" for s in old.values()):
+        # Attribution: until a site is known, tracing may tell where the growing type comes from.
+        triggers.extend(f"type:{s.key}" for s in suspects if s.kind == "type" and not s.sites)
+
+    blocks = history.get("process", "py_blocks")
+    blocks_trend = _window_trend(blocks, now, p, "objects", warm) if blocks is not None else None
+    if blocks_trend is not None:
+        triggers.append("process:py_blocks")
+
+    rss = history.get("process", PROCESS_SUSPECT_KEY)
+    if rss is not None:
+        rss_trend = _window_trend(rss, now, p, "bytes", warm)
+        explained = rss_explained(history, p, type_growing or blocks_trend is not None)
+        if rss_trend is not None and explained is None:
+            triggers.append(f"process:{PROCESS_SUSPECT_KEY}")
+            pending[f"process:{PROCESS_SUSPECT_KEY}"] = prior.pending.get(f"process:{PROCESS_SUSPECT_KEY}", now)
+        elif explained is False or (rss_trend is None and f"process:{PROCESS_SUSPECT_KEY}" in old):
+            judge("process", PROCESS_SUSPECT_KEY, rss_trend, rss, confirm, "not explained by Python allocations")
+
+    wanted = bool(triggers) or any(s.kind != "site" for s in suspects)
+    _judge_sites(history, p, old, suspects, tracing, wanted, judge)
+    suspects.sort(key=lambda s: (s.kind, -s.growth_per_second))
+    return Verdict(suspects=tuple(suspects), pending=pending, triggers=tuple(dict.fromkeys(triggers)))
+
+
+def _judge_sites(history: History, p: Params, old: Mapping[str, Suspect], suspects: list[Suspect], tracing: bool, wanted: bool, judge: Callable[..., None]) -> None:
+    """Sites grow only within a tracing window; between windows, a site suspect stands while
+    something else still grows (its trigger), and a new window re-judges it."""
+    sites = history.kind("site")
+    if not tracing:
+        if wanted:
+            suspects.extend(s for k, s in old.items() if s.kind == "site")
+        return
+    blocks = history.get("process", "py_blocks")
+    judged: set[str] = set()
+    for key, series in sites.items():
+        if len(series) < MIN_POINTS or series.t[-1] - series.t[0] < SITE_SPAN * p.trace_window:
+            continue
+        judged.add(key)
+        trend = _trace_trend(series, p, SITE_RATE_SHARE * p.min_rate("bytes"))
+        if trend is not None and not _net_growth(history.get("site_blocks", key), blocks, p):
+            trend = None
+        judge("site", key, trend, series, 0.0)
+    if wanted:
+        suspects.extend(s for k, s in old.items() if s.kind == "site" and s.key not in judged)
+
+
+def _net_growth(site_blocks: Series | None, blocks: Series | None, p: Params) -> bool:
+    """Whether a site's in-window block growth could be net growth of the process."""
+    if site_blocks is None or blocks is None or len(site_blocks) < MIN_POINTS:
+        return True
+    t0, t1 = site_blocks.t[0], site_blocks.t[-1]
+    site_slope = _slope_between(site_blocks, t0, t1)
+    net = _slope_between(blocks, t0, t1)
+    if site_slope is None or net is None:
+        return True
+    return site_slope <= SITE_NET_FACTOR * max(net, 0.0) + p.min_rate("objects")

@@ -1,0 +1,152 @@
+"""Bounded time series per (kind, key): the only state the sampler thread keeps between ticks.
+
+Memory is bounded whatever the run time and the number of keys:
+
+- each series holds at most `points` points; when full, its older half is merged two points
+  into one, keeping the lowest and highest value of the pair (`lo`, `hi`), so the floor a
+  leak raises and the peaks a sawtooth makes both survive downsampling;
+- each kind tracks at most `max_series` keys: the largest values, plus every key the caller
+  protects (current suspects and candidates); a new key displaces the smallest unprotected one
+  only when it is bigger.
+
+Values live in `array('d')`, which the garbage collector does not track, so the census does not
+count leakwatch's own history.
+"""
+
+from __future__ import annotations
+
+import bisect
+from array import array
+from collections.abc import Collection, Iterator, Mapping
+
+from leakwatch.model import Sample
+
+# Kinds whose keys vanish from a sample when nothing is alive: an absent key reads as zero.
+ZERO_WHEN_ABSENT = frozenset({"type", "site", "site_blocks"})
+
+
+class Series:
+    """Timestamps and (lo, hi) values of one key, oldest first."""
+
+    __slots__ = ("t", "lo", "hi", "capacity")
+
+    def __init__(self, capacity: int) -> None:
+        self.t = array("d")
+        self.lo = array("d")
+        self.hi = array("d")
+        self.capacity = capacity
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    def append(self, t: float, value: float) -> None:
+        if len(self.t) >= self.capacity:
+            self._compact()
+        self.t.append(t)
+        self.lo.append(value)
+        self.hi.append(value)
+
+    def _compact(self) -> None:
+        """Merge the older half pairwise: keep the later time, the min and the max."""
+        half = (len(self.t) // 2) & ~1
+        t, lo, hi = self.t, self.lo, self.hi
+        new_t = array("d", t[1:half:2])
+        new_lo = array("d", map(min, lo[0:half:2], lo[1:half:2]))
+        new_hi = array("d", map(max, hi[0:half:2], hi[1:half:2]))
+        new_t.extend(t[half:])
+        new_lo.extend(lo[half:])
+        new_hi.extend(hi[half:])
+        self.t, self.lo, self.hi = new_t, new_lo, new_hi
+
+    def last(self) -> float:
+        return self.lo[-1] if self.lo else 0.0
+
+    def since(self, t0: float) -> int:
+        """Index of the first point at or after `t0`."""
+        return bisect.bisect_left(self.t, t0)
+
+    def nbytes(self) -> int:
+        return sum(a.itemsize * a.buffer_info()[1] for a in (self.t, self.lo, self.hi))
+
+
+class History:
+    """Series per kind and key, bounded in points and keys. Not thread-safe: one writer."""
+
+    def __init__(self, max_series: int = 256, points: int = 128) -> None:
+        self.max_series = max_series
+        self.points = points
+        self.start: float | None = None
+        self.last_t: float | None = None
+        self.samples = 0
+        self._kinds: dict[str, dict[str, Series]] = {}
+
+    def add(self, sample: Sample, protected: Collection[tuple[str, str]] = ()) -> None:
+        """Append one sample; `protected` (kind, key) pairs are never evicted."""
+        if self.start is None:
+            self.start = sample.t
+        self.last_t = sample.t
+        self.samples += 1
+        for kind, values in sample.values.items():
+            self._add_kind(kind, sample.t, values, protected)
+
+    def _add_kind(self, kind: str, t: float, values: Mapping[str, float], protected: Collection[tuple[str, str]]) -> None:
+        table = self._kinds.setdefault(kind, {})
+        for key, series in table.items():
+            value = values.get(key)
+            if value is not None:
+                series.append(t, value)
+            elif kind in ZERO_WHEN_ABSENT:
+                series.append(t, 0.0)
+        newcomers = [(v, k) for k, v in values.items() if k not in table]
+        if not newcomers:
+            return
+        room = self.max_series - len(table)
+        newcomers.sort(reverse=True)
+        for value, key in newcomers[: max(room, 0)]:
+            self._new_series(table, key, t, value)
+        rest = newcomers[max(room, 0):]
+        if rest:
+            self._displace(kind, table, rest, t, protected)
+
+    def _displace(self, kind: str, table: dict[str, Series], newcomers: list[tuple[float, str]], t: float, protected: Collection[tuple[str, str]]) -> None:
+        """Let the biggest newcomers displace the smallest unprotected series."""
+        smallest = sorted((s.hi[-1], k) for k, s in table.items() if (kind, k) not in protected)
+        for (value, key), (old_value, old_key) in zip(newcomers, smallest):
+            if value <= old_value:
+                break
+            del table[old_key]
+            self._new_series(table, key, t, value)
+
+    def _new_series(self, table: dict[str, Series], key: str, t: float, value: float) -> None:
+        series = Series(self.points)
+        series.append(t, value)
+        table[key] = series
+
+    def kind(self, kind: str) -> Mapping[str, Series]:
+        return self._kinds.get(kind, {})
+
+    def get(self, kind: str, key: str) -> Series | None:
+        return self._kinds.get(kind, {}).get(key)
+
+    def reset(self, kind: str, key: str | None = None) -> None:
+        """Forget a kind (or one key of it): a new tracing window starts from zero."""
+        if key is None:
+            self._kinds.pop(kind, None)
+        else:
+            self._kinds.get(kind, {}).pop(key, None)
+
+    def __iter__(self) -> Iterator[tuple[str, str, Series]]:
+        for kind, table in self._kinds.items():
+            for key, series in table.items():
+                yield kind, key, series
+
+    def series_count(self) -> int:
+        return sum(len(table) for table in self._kinds.values())
+
+    def own_objects(self) -> dict[str, int]:
+        """gc-tracked objects this history holds, by type key, for the census to leave out."""
+        return {"array.array": 3 * self.series_count()}
+
+    def nbytes(self) -> int:
+        """Bytes held in point arrays (the part that could grow; it is bounded)."""
+        return sum(s.nbytes() for _, _, s in self)

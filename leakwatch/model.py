@@ -1,0 +1,153 @@
+"""Frozen records that flow down the pipeline: `Sample` -> history -> `Suspect` -> `Report`."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+KINDS = ("type", "site", "process")
+PROCESS_OBJECT_KEYS = frozenset({"py_blocks"})
+
+
+def unit_of(kind: str, key: str) -> str:
+    """The unit a series of this kind and key is measured in: "objects" or "bytes"."""
+    if kind == "type" or (kind == "process" and key in PROCESS_OBJECT_KEYS):
+        return "objects"
+    return "bytes"
+
+
+def suspect_id(kind: str, key: str) -> str:
+    """A stable id for a suspect: the same kind and key give the same id in any process."""
+    return hashlib.sha1(f"{kind}\0{key}".encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """What one tick's probes read.
+
+    `t` is the watcher's clock (monotonic seconds); `values[kind][key]` is a count or byte size.
+    `site_window` numbers the tracing window the site values belong to (0 when not tracing):
+    site values are bytes allocated since that window began and still alive.
+    `type_sites` maps a type key to allocation sites of sampled live instances.
+    """
+
+    t: float
+    values: Mapping[str, Mapping[str, float]]
+    durations: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    errors: tuple[str, ...] = ()
+    site_window: int = 0
+    type_sites: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Suspect:
+    """One thing that is leaking, as the detector sees it.
+
+    - `kind`: "type" (live gc-tracked objects of a class), "site" (bytes allocated at a
+      source line and still alive, from tracemalloc) or "process" (`rss` growth that
+      Python-visible allocations do not explain).
+    - `key`: `module.QualName` (builtins bare: `dict`), `path/file.py:LINE`, or `rss`.
+    - `current`: the latest value, in `unit` ("objects" or "bytes").
+    - `growth_per_second`: Theil-Sen slope over the verdict's window, in `unit` per second.
+    - `since`: wall-clock time (epoch seconds) when the growth began, as far as history shows.
+    - `confidence`: 1 - p of the Mann-Kendall trend test, in [0, 1].
+    - `confirmed_at`: wall-clock time the suspect was first confirmed.
+    - `sites`: for a type, allocation sites of sampled live instances, when tracing caught them.
+    - `detail`: one line for humans.
+    - `id`: a stable hash of kind and key.
+    """
+
+    kind: str
+    key: str
+    unit: str
+    current: float
+    growth_per_second: float
+    since: float
+    confidence: float
+    confirmed_at: float = 0.0
+    sites: tuple[str, ...] = ()
+    detail: str = ""
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            object.__setattr__(self, "id", suspect_id(self.kind, self.key))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["sites"] = list(self.sites)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Suspect:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in fields}
+        kw["sites"] = tuple(kw.get("sites", ()))
+        return cls(**kw)
+
+    def describe(self) -> str:
+        """One human line: what grows, how fast, how big."""
+        rate = _human(self.growth_per_second * 60, self.unit)
+        line = f"{self.kind} {self.key}: +{rate}/min, now {_human(self.current, self.unit)} (confidence {self.confidence:.3f})"
+        if self.sites:
+            line += " allocated at " + ", ".join(self.sites)
+        if self.detail:
+            line += f" [{self.detail}]"
+        return line
+
+
+def _human(value: float, unit: str) -> str:
+    if unit != "bytes":
+        return f"{value:,.0f} objects" if abs(value) >= 10 else f"{value:.2f} objects"
+    for name, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if abs(value) >= size:
+            return f"{value / size:.1f} {name}"
+    return f"{value:.0f} B"
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """The watcher's latest verdict; immutable, so readers on other threads need no lock.
+
+    `time` is the wall-clock time of the sample it rests on; `samples` counts ticks so far;
+    `errors` counts failures by probe; `tracing` is "off", "idle", "window" or "external".
+    """
+
+    time: float = 0.0
+    samples: int = 0
+    suspects: tuple[Suspect, ...] = ()
+    candidates: tuple[str, ...] = ()
+    tracing: str = "off"
+    errors: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    durations: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    series: int = 0
+    history_bytes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "time": self.time,
+            "samples": self.samples,
+            "suspects": [s.to_dict() for s in self.suspects],
+            "candidates": list(self.candidates),
+            "tracing": self.tracing,
+            "errors": dict(self.errors),
+            "durations": dict(self.durations),
+            "series": self.series,
+            "history_bytes": self.history_bytes,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Report:
+        return cls(
+            time=float(d.get("time", 0.0)),
+            samples=int(d.get("samples", 0)),
+            suspects=tuple(Suspect.from_dict(s) for s in d.get("suspects", ())),
+            candidates=tuple(d.get("candidates", ())),
+            tracing=str(d.get("tracing", "off")),
+            errors=dict(d.get("errors", {})),
+            durations=dict(d.get("durations", {})),
+            series=int(d.get("series", 0)),
+            history_bytes=int(d.get("history_bytes", 0)),
+        )

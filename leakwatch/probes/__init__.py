@@ -1,0 +1,1 @@
+"""One module per signal: `census` (gc objects by type), `sites` (tracemalloc), `process` (psutil)."""

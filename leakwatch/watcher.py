@@ -1,0 +1,308 @@
+"""The periodic thread: samples, keeps history, decides, publishes an immutable `Report`.
+
+Lifecycle habits follow opentelemetry's PeriodicExportingMetricReader: a named daemon thread
+looping on `stop.wait(interval)` (so stop is immediate), every tick guarded so the thread never
+dies of a bad one, a `sample_now()` that runs one cycle on the caller's thread, an idempotent
+bounded `stop()`, and atexit registered on start and unregistered on stop.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from leakwatch import detector
+from leakwatch.config import Config
+from leakwatch.history import History
+from leakwatch.model import Report, Suspect
+from leakwatch.sampler import Sampler
+
+logger = logging.getLogger(__name__)
+
+THREAD_NAME = "leakwatch"
+# Kinds and keys that describe one tracing window and start from zero with the next.
+WINDOW_KINDS = ("site", "site_blocks")
+WINDOW_PROCESS_KEYS = ("traced", "trace_overhead")
+# After a tracing window, wait this many window lengths before the next (at most 1/3 duty).
+TRACE_COOLDOWN = 2.0
+
+
+class Watcher:
+    """Samples the heap on a background thread and keeps the current leak verdict.
+
+    Build with a `Config` or keyword options (see `leakwatch.config.OPTIONS`; keyword >
+    ``LEAKWATCH_*`` > default). Nothing runs until `start()` (or `sample_now()`, which runs one
+    cycle on the caller's thread). `report()` and `suspects()` are cheap and thread-safe: they
+    return the latest immutable report. Usable as a context manager (start on enter, stop on exit).
+    """
+
+    def __init__(self, config: Config | None = None, *, clock: Callable[[], float] = time.monotonic, **options: Any) -> None:
+        if config is not None and options:
+            config = Config.from_options(**{**config.to_dict(), **options})
+        self.config = config if config is not None else Config.from_options(**options)
+        self._clock = clock
+        self._epoch = time.time() - clock()
+        self._sampler = Sampler(self.config, clock)
+        self._history = History(max_series=self.config.max_series, points=self.config.history_points)
+        self._verdict = detector.Verdict()
+        self._report = Report(tracing=self._tracing_state())
+        self._params = detector.Params(
+            window=self.config.window,
+            warmup=self.config.warmup,
+            significance=self.config.significance,
+            min_growth_objects=self.config.min_growth_objects,
+            min_growth_bytes=self.config.min_growth_bytes,
+            trace_window=self.config.trace_window,
+            can_trace=self.config.tracemalloc != "off",
+            epoch=self._epoch,
+        )
+        self._trace_resume_at = 0.0
+        self._tick_errors = 0
+        self._tick_lock = threading.Lock()
+        self._stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._register_fork_hook()
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive() and self._pid == os.getpid()
+
+    def start(self) -> Watcher:
+        """Start the background thread (idempotent). Returns self. A disabled watcher stays idle."""
+        if not self.config.enabled or self.running:
+            return self
+        self._stop_event = threading.Event()
+        thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:
+            # The interpreter is shutting down: starting a thread now would raise into the host.
+            logger.debug("leakwatch: not starting during interpreter shutdown")
+            return self
+        self._thread = thread
+        atexit.register(self._stop_at_exit)
+        if self.config.tracemalloc == "always":
+            with self._tick_lock:
+                self._open_trace_window(self._clock())
+        return self
+
+    def stop(self, timeout: float | None = 5.0) -> bool:
+        """Stop sampling; idempotent. Waits at most `timeout` seconds; returns whether it stopped."""
+        self._stop_event.set()
+        thread = self._thread
+        stopped = True
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            stopped = not thread.is_alive()
+        if stopped:
+            self._thread = None
+            atexit.unregister(self._stop_at_exit)
+            with self._tick_lock:
+                if self._sampler.sites is not None:
+                    self._sampler.sites.stop_window()
+            self._write_report_file()
+        return stopped
+
+    def _stop_at_exit(self) -> None:
+        self.stop(timeout=1.0)
+
+    def __enter__(self) -> Watcher:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        while not self._stop_event.wait(self.config.interval):
+            self._tick_safely()
+
+    def _tick_safely(self) -> None:
+        try:
+            self.sample_now()
+        except Exception:
+            self._tick_errors += 1
+            logger.warning("leakwatch: a sampling tick failed; the next one will run", exc_info=self._tick_errors == 1)
+
+    # --- fork safety ----------------------------------------------------------------------------
+
+    def _register_fork_hook(self) -> None:
+        if not hasattr(os, "register_at_fork"):
+            return
+        method = weakref.WeakMethod(self._after_fork_in_child)
+
+        def hook() -> None:
+            bound = method()
+            if bound is not None:
+                bound()
+
+        os.register_at_fork(after_in_child=hook)
+
+    def _after_fork_in_child(self) -> None:
+        # No logging or I/O here: another thread may have held the logging lock at fork.
+        was_running = self._thread is not None and not self._stop_event.is_set()
+        self._tick_lock = threading.Lock()
+        self._stop_event = threading.Event()
+        self._thread = None
+        self._pid = os.getpid()
+        if was_running:
+            thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:
+                return
+            self._thread = thread
+
+    # --- one cycle ------------------------------------------------------------------------------
+
+    def sample_now(self) -> Report:
+        """Run one full cycle (sample, record, decide) on the caller's thread; return the report."""
+        with self._tick_lock:
+            return self._tick()
+
+    def _tick(self) -> Report:
+        verdict = self._verdict
+        attribute = [k.split(":", 1)[1] for k in verdict.triggers if k.startswith("type:")]
+        sample = self._sampler.sample(attribute, self._history.own_objects())
+        protected = {tuple(k.split(":", 1)) for k in verdict.pending}
+        protected.update((s.kind, s.key) for s in verdict.suspects)
+        self._history.add(sample, protected)  # type: ignore[arg-type]
+        started = time.perf_counter()
+        sites = self._sampler.sites
+        tracing = sites is not None and sites.active and sample.site_window != 0
+        new = detector.detect(self._history, verdict, self._params, sample.type_sites, tracing)
+        detect_seconds = time.perf_counter() - started
+        self._verdict = new
+        self._steer_tracing(new, sample.t)
+        self._log_changes(verdict.suspects, new.suspects)
+        report = Report(
+            time=sample.t + self._epoch,
+            samples=self._sampler.samples,
+            suspects=new.suspects,
+            candidates=tuple(new.pending),
+            tracing=self._tracing_state(),
+            errors=dict(self._sampler.errors),
+            durations={**sample.durations, "detect": detect_seconds},
+            series=self._history.series_count(),
+            history_bytes=self._history.nbytes(),
+        )
+        self._report = report
+        return report
+
+    def _steer_tracing(self, verdict: detector.Verdict, now: float) -> None:
+        """Open a tracing window while cheap signals suspect growth; close it when it is done."""
+        sites = self._sampler.sites
+        if sites is None or self.config.tracemalloc != "auto":
+            return
+        if sites.active:
+            if now - sites.started_at >= self.config.trace_window or sites.over_budget():
+                sites.stop_window()
+                self._trace_resume_at = now + TRACE_COOLDOWN * self.config.trace_window
+            return
+        if verdict.triggers and now >= self._trace_resume_at:
+            self._open_trace_window(now)
+
+    def _open_trace_window(self, now: float) -> None:
+        """Start a tracing window with empty window series. Call with the tick lock held."""
+        sites = self._sampler.sites
+        if sites is None:
+            return
+        for kind in WINDOW_KINDS:
+            self._history.reset(kind)
+        for key in WINDOW_PROCESS_KEYS:
+            self._history.reset("process", key)
+        sites.start_window(now)
+
+    def _tracing_state(self) -> str:
+        sites = self._sampler.sites
+        if sites is None:
+            return "off"
+        if sites.external:
+            return "external"
+        return "window" if sites.active else "idle"
+
+    def _log_changes(self, before: tuple[Suspect, ...], after: tuple[Suspect, ...]) -> None:
+        if not self.config.log_suspects:
+            return
+        old = {s.id for s in before}
+        new = {s.id for s in after}
+        for s in after:
+            if s.id not in old:
+                logger.warning("leakwatch: suspected leak: %s", s.describe())
+        for s in before:
+            if s.id not in new:
+                logger.info("leakwatch: no longer growing: %s %s", s.kind, s.key)
+
+    # --- results --------------------------------------------------------------------------------
+
+    def report(self) -> Report:
+        """The latest report (immutable; safe to read from any thread)."""
+        return self._report
+
+    def suspects(self) -> list[Suspect]:
+        """Current suspects, types first, fastest-growing first within a kind."""
+        return list(self._report.suspects)
+
+    def _write_report_file(self) -> None:
+        path = self.config.report_file
+        if not path:
+            return
+        try:
+            tmp = f"{path}.tmp{os.getpid()}"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(self._report.to_dict(), f, indent=2)
+            os.replace(tmp, path)
+        except OSError as e:
+            logger.warning("leakwatch: could not write the report to %s: %s", path, e)
+
+
+# --- the process-wide watcher -------------------------------------------------------------------
+
+_default: Watcher | None = None
+_default_lock = threading.Lock()
+
+
+def start(**options: Any) -> Watcher:
+    """Start the process-wide watcher, or return the running one.
+
+    A second call while it runs returns the running watcher, with a warning if its options
+    differ from the running ones.
+    """
+    global _default
+    with _default_lock:
+        if _default is not None and _default.running:
+            wanted = Config.from_options(**options)
+            if wanted != _default.config:
+                logger.warning("leakwatch: already running with other options; keeping the running watcher")
+            return _default
+        _default = Watcher(**options).start()
+        return _default
+
+
+def stop(timeout: float | None = 5.0) -> bool:
+    """Stop the process-wide watcher, if any; returns whether it stopped within `timeout`."""
+    global _default
+    with _default_lock:
+        watcher, _default = _default, None
+    return True if watcher is None else watcher.stop(timeout)
+
+
+def suspects() -> list[Suspect]:
+    """Current suspects of the process-wide watcher ([] when none runs)."""
+    watcher = _default
+    return [] if watcher is None else watcher.suspects()
+
+
+def current() -> Watcher | None:
+    """The process-wide watcher, if one was started."""
+    return _default
