@@ -5,7 +5,8 @@ A series is *growing* over a window when all of these hold (see README, "How det
 1. enough evidence: at least `MIN_POINTS` points spanning half the window or more;
 2. a robust slope: the Theil-Sen slope (median of pairwise slopes) is at least the minimum
    rate (`min_growth_*` per window);
-3. a real trend: a one-sided Mann-Kendall test rejects "no trend" at `significance`;
+3. a real trend: a one-sided Mann-Kendall test rejects "no trend" at `significance`, with
+   its variance widened for autocorrelation (a wandering series is not a trend);
 4. never released: split the window in quarters; the floor (minimum) of each quarter does
    not fall back, the last floor sits at least half the minimum growth above the first, and
    the floor rose in at least two of the three steps: a sawtooth's floors stay at its base,
@@ -16,7 +17,12 @@ A series is *growing* over a window when all of these hold (see README, "How det
 6. beyond its past: the last quarter's floor is above every earlier floor in the history
    (after warm-up), which a working set wandering around a mean does not manage for long.
 
-A candidate becomes a suspect after it has held at every tick for half a window.
+The same test also runs on the whole history since warm-up (downsampled points keep their
+floor, so churn averages out), which finds trickles too slow to see in one window, as long
+as the last window still rose above everything before it.
+
+A candidate becomes a suspect after it has held for a whole window (gaps of up to a quarter
+window allowed).
 A suspect is cleared when a whole window passes without a new high.
 """
 
@@ -30,6 +36,7 @@ from leakwatch.history import History, Series
 from leakwatch.model import Suspect, unit_of
 
 MIN_POINTS = 8
+BINS = 32  # a view is judged on at most this many equal-time stretches
 MAX_POINTS = 48  # pairwise statistics are O(n^2); longer windows are subsampled evenly
 PROCESS_SUSPECT_KEY = "rss"
 # A traced share of RSS growth below this leaves the growth "not explained by Python".
@@ -44,6 +51,13 @@ KEEP_PACE = 0.4
 # is only judged while a cheap signal already shows growth, so a site needs a quarter of the
 # minimum rate.
 SITE_RATE_SHARE = 0.25
+# The long view (all history since warm-up) is judged once it spans this many windows.
+LONG_SPAN = 3.0
+# A candidate that misses ticks for less than this share of a window keeps its start time.
+GAP = 0.25
+# A candidate becomes a suspect after holding this many windows: a working set wandering
+# upward reverts within that time; a leak does not.
+CONFIRM = 1.0
 # Sites are judged on most of a tracing window, so that turnover has time to level off.
 SITE_SPAN = 0.75
 
@@ -80,12 +94,13 @@ class Trend:
 class Verdict:
     """The detector's output, and its memory between ticks (pass it back in as `prior`).
 
-    `pending` maps "kind:key" to the time it became a candidate; `triggers` are the keys whose
+    `pending` maps "kind:key" to (first, last) times it was a candidate; a candidate may miss
+    a few ticks (up to `GAP` of a window) without starting over. `triggers` are the keys whose
     growth tracing could explain or attribute.
     """
 
     suspects: tuple[Suspect, ...] = ()
-    pending: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    pending: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     triggers: tuple[str, ...] = ()
 
 
@@ -115,8 +130,24 @@ def theil_sen(t: Sequence[float], v: Sequence[float]) -> float:
     return slopes[mid] if len(slopes) % 2 else 0.5 * (slopes[mid - 1] + slopes[mid])
 
 
-def mann_kendall(v: Sequence[float]) -> float:
-    """One-sided p-value of the Mann-Kendall test for an increasing trend (tie-corrected)."""
+def lag1_autocorrelation(t: Sequence[float], v: Sequence[float], slope: float) -> float:
+    """Lag-1 autocorrelation of the residuals around a line of this slope."""
+    r = [vi - slope * ti for ti, vi in zip(t, v)]
+    mean = sum(r) / len(r)
+    d = [x - mean for x in r]
+    den = sum(x * x for x in d)
+    if den <= 0:
+        return 0.0
+    return sum(a * b for a, b in zip(d, d[1:])) / den
+
+
+def mann_kendall(v: Sequence[float], rho: float = 0.0) -> float:
+    """One-sided p-value of the Mann-Kendall test for an increasing trend (tie-corrected).
+
+    `rho`, the lag-1 autocorrelation of the detrended series, inflates the variance by
+    (1 + rho) / (1 - rho) when positive (Yue and Wang's effective sample size): a wandering
+    series has far fewer independent points than samples, and would otherwise pass for a trend.
+    """
     n = len(v)
     if n < 3:
         return 1.0
@@ -132,6 +163,9 @@ def mann_kendall(v: Sequence[float]) -> float:
     var = (n * (n - 1) * (2 * n + 5) - sum(k * (k - 1) * (2 * k + 5) for k in ties.values())) / 18.0
     if var <= 0 or s <= 0:
         return 1.0
+    if rho > 0:
+        rho = min(rho, 0.95)
+        var *= (1 + rho) / (1 - rho)
     z = (s - 1) / math.sqrt(var)
     return 0.5 * math.erfc(z / math.sqrt(2.0))
 
@@ -179,7 +213,7 @@ def assess(t: Sequence[float], lo: Sequence[float], hi: Sequence[float], min_rat
     slope = theil_sen(ts, vs)
     if slope < min_rate:
         return None
-    p = mann_kendall(vs)
+    p = mann_kendall(vs, lag1_autocorrelation(ts, vs, slope))
     if p >= significance:
         return None
     half = len(ts) // 2
@@ -190,6 +224,37 @@ def assess(t: Sequence[float], lo: Sequence[float], hi: Sequence[float], min_rat
         if l <= floors[0]:
             since = ti
     return Trend(slope=slope, p=p, current=lo[-1], since=since)
+
+
+def binned(series: Series, i: int, bins: int = BINS) -> tuple[list[float], list[float], list[float]]:
+    """Points from index `i` on, merged into at most `bins` stretches of equal time.
+
+    History merges old points (each then holds the min and max of many samples), so a raw
+    recent point and a merged old one are not alike: a churning series' old floors sit lower
+    only because they are minima of more samples. Equal-time bins compare like with like.
+    """
+    t, lo, hi = series.t, series.lo, series.hi
+    n = len(t) - i
+    if n <= 0:
+        return [], [], []
+    t0, t1 = t[i], t[-1]
+    width = (t1 - t0) / bins or 1.0
+    out_t: list[float] = []
+    out_lo: list[float] = []
+    out_hi: list[float] = []
+    current = -1
+    for k in range(i, len(t)):
+        b = min(bins - 1, int((t[k] - t0) / width))
+        if b != current:
+            out_t.append(t[k])
+            out_lo.append(lo[k])
+            out_hi.append(hi[k])
+            current = b
+        else:
+            out_t[-1] = t[k]
+            out_lo[-1] = min(out_lo[-1], lo[k])
+            out_hi[-1] = max(out_hi[-1], hi[k])
+    return out_t, out_lo, out_hi
 
 
 def past_floor(series: Series, start: float, end: float, width: float) -> float:
@@ -211,13 +276,17 @@ def past_floor(series: Series, start: float, end: float, width: float) -> float:
 
 
 def still_growing(series: Series, now: float, window: float, eps: float) -> bool:
-    """Whether the last `window` reached a new high over everything before it."""
+    """Whether the last `window` rose: a new high over everything before it, or a floor above
+    the previous window's floor (what a trickle under heavy churn shows)."""
     cut = series.since(now - window)
     if cut == 0:
         return True
     if cut >= len(series):
         return False
-    return max(series.hi[cut:]) > max(series.hi[:cut]) + eps
+    if max(series.hi[cut:]) > max(series.hi[:cut]) + eps:
+        return True
+    before = series.since(now - 2 * window)
+    return min(series.lo[cut:]) > min(series.lo[before:cut]) + eps
 
 
 # --- verdicts -------------------------------------------------------------------------------
@@ -226,10 +295,26 @@ def still_growing(series: Series, now: float, window: float, eps: float) -> bool
 def _window_trend(series: Series, now: float, p: Params, unit: str, warm: float) -> Trend | None:
     t_from = max(warm, now - p.window)
     i = series.since(t_from)
-    t, lo, hi = series.t[i:], series.lo[i:], series.hi[i:]
-    if len(t) < MIN_POINTS or t[-1] - t[0] < 0.5 * p.window:
+    if len(series) - i < MIN_POINTS or series.t[-1] - series.t[i] < 0.5 * p.window:
         return None
+    t, lo, hi = binned(series, i)
     return assess(t, lo, hi, p.min_rate(unit), p.significance, lambda: past_floor(series, warm, t_from, p.window / 4))
+
+
+def _long_trend(series: Series, now: float, p: Params, unit: str, warm: float) -> Trend | None:
+    """Growth over the whole history since warm-up, for leaks too slow to show in one window.
+
+    Downsampled points keep the floor of what they merge, so heavy churn averages out of the
+    long view; the growth must still reach past everything before the last window.
+    """
+    i = series.since(warm)
+    if len(series) - i < MIN_POINTS or series.t[-1] - series.t[i] < LONG_SPAN * p.window:
+        return None
+    trend = assess(*binned(series, i), p.min_rate(unit), p.significance)
+    eps = 0.05 * p.min_rate(unit) * p.window
+    if trend is None or not still_growing(series, now, p.window, eps):
+        return None
+    return trend
 
 
 def _trace_trend(series: Series, p: Params, min_rate: float) -> Trend | None:
@@ -291,18 +376,24 @@ def detect(history: History, prior: Verdict | None = None, params: Params | None
     pending: dict[str, float] = {}
     suspects: list[Suspect] = []
     triggers: list[str] = []
-    confirm = p.window / 2
+    confirm = p.window * CONFIRM
+
+    def note(ident: str) -> float:
+        """Record a candidate seen now; return when it was first seen."""
+        first, last = prior.pending.get(ident, (now, now))
+        if now - last > GAP * p.window:
+            first = now
+        pending[ident] = (first, now)
+        return first
 
     def judge(kind: str, key: str, trend: Trend | None, series: Series, hold: float, detail: str = "") -> None:
         ident = f"{kind}:{key}"
         unit = unit_of(kind, key)
         before = old.get(ident)
         if trend is not None:
-            first = prior.pending.get(ident, now)
+            first = note(ident)
             if before is None and now - first < hold:
-                pending[ident] = first
                 return
-            pending[ident] = first
             sites = type_sites.get(key) or (before.sites if before else ())
             suspects.append(
                 Suspect(
@@ -317,9 +408,11 @@ def detect(history: History, prior: Verdict | None = None, params: Params | None
         elif before is not None and still_growing(series, now, p.window, 0.05 * p.min_rate(unit) * p.window):
             sites = type_sites.get(key) or before.sites
             suspects.append(dataclasses.replace(before, current=series.last(), sites=sites))
+        elif before is None and ident in prior.pending and now - prior.pending[ident][1] <= GAP * p.window:
+            pending[ident] = prior.pending[ident]
 
     for key, series in history.kind("type").items():
-        trend = _window_trend(series, now, p, "objects", warm)
+        trend = _window_trend(series, now, p, "objects", warm) or _long_trend(series, now, p, "objects", warm)
         judge("type", key, trend, series, confirm)
     type_growing = any(s.kind == "type" for s in suspects) or any(k.startswith("type:") for k in pending)
     confirmed = {f"{s.kind}:{s.key}" for s in suspects}
@@ -329,17 +422,17 @@ def detect(history: History, prior: Verdict | None = None, params: Params | None
         triggers.extend(f"type:{s.key}" for s in suspects if s.kind == "type" and not s.sites)
 
     blocks = history.get("process", "py_blocks")
-    blocks_trend = _window_trend(blocks, now, p, "objects", warm) if blocks is not None else None
+    blocks_trend = (_window_trend(blocks, now, p, "objects", warm) or _long_trend(blocks, now, p, "objects", warm)) if blocks is not None else None
     if blocks_trend is not None:
         triggers.append("process:py_blocks")
 
     rss = history.get("process", PROCESS_SUSPECT_KEY)
     if rss is not None:
-        rss_trend = _window_trend(rss, now, p, "bytes", warm)
+        rss_trend = _window_trend(rss, now, p, "bytes", warm) or _long_trend(rss, now, p, "bytes", warm)
         explained = rss_explained(history, p, type_growing or blocks_trend is not None)
         if rss_trend is not None and explained is None:
             triggers.append(f"process:{PROCESS_SUSPECT_KEY}")
-            pending[f"process:{PROCESS_SUSPECT_KEY}"] = prior.pending.get(f"process:{PROCESS_SUSPECT_KEY}", now)
+            note(f"process:{PROCESS_SUSPECT_KEY}")
         elif explained is False or (rss_trend is None and f"process:{PROCESS_SUSPECT_KEY}" in old):
             judge("process", PROCESS_SUSPECT_KEY, rss_trend, rss, confirm, "not explained by Python allocations")
 

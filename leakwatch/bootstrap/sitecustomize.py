@@ -11,13 +11,18 @@ def _bootstrap() -> None:
     import sys
 
     here = os.path.dirname(os.path.abspath(__file__))
-    sys.modules.pop("sitecustomize", None)
     rest = [p for p in sys.path if os.path.abspath(p or ".") != here]
     spec = importlib.machinery.PathFinder.find_spec("sitecustomize", rest)
     if spec is not None and spec.loader is not None:
+        ours = sys.modules.get("sitecustomize")
         module = importlib.util.module_from_spec(spec)
         sys.modules["sitecustomize"] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            # site.py is importing us under this name; leave the entry it expects.
+            if ours is not None:
+                sys.modules["sitecustomize"] = ours
     import leakwatch.auto  # noqa: F401  (starts the watcher)
 
 

@@ -1,0 +1,237 @@
+"""The detector on hand-built histories: every shape in the core issue, leaking or not."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from leakwatch.detector import Params, assess, mann_kendall, theil_sen
+from leakwatch.testing import simulate
+
+PARAMS = Params(window=60.0, warmup=10.0, significance=0.01, min_growth_objects=100, min_growth_bytes=1024**2, can_trace=False)
+TYPE = ("type", "app.Thing")
+
+
+def keys_ever(verdicts, kind="type"):
+    return {s.key for v in verdicts for s in v.suspects if s.kind == kind}
+
+
+def noisy(seed: int, scale: float):
+    rng = random.Random(seed)
+    return lambda: rng.uniform(-scale, scale)
+
+
+# --- statistics --------------------------------------------------------------------------------
+
+
+def test_theil_sen_ignores_outliers():
+    t = list(range(20))
+    v = [2.0 * x for x in t]
+    v[3] = 1e6
+    v[15] = -1e6
+    assert theil_sen(t, v) == pytest.approx(2.0)
+
+
+def test_mann_kendall_separates_trend_from_noise():
+    rng = random.Random(1)
+    assert mann_kendall([x + rng.uniform(-3, 3) for x in range(40)]) < 1e-6
+    assert mann_kendall([rng.uniform(-3, 3) for _ in range(40)]) > 0.01
+    assert mann_kendall([5.0] * 30) == 1.0
+
+
+def test_assess_rejects_too_few_points():
+    assert assess([0, 1, 2], [0, 1, 2], [0, 1, 2], 0.1, 0.01) is None
+
+
+# --- leaks that must be found -----------------------------------------------------------------
+
+
+def test_steady_growth_is_flagged_with_rate_and_start():
+    jitter = noisy(2, 3)
+    verdicts = simulate({TYPE: lambda t: 500 + 5 * t + jitter()}, duration=120, interval=1, params=PARAMS)
+    (s,) = verdicts[-1].suspects
+    assert (s.kind, s.key, s.unit) == ("type", "app.Thing", "objects")
+    assert s.growth_per_second == pytest.approx(5, rel=0.1)
+    assert s.confidence > 0.99
+    assert s.since <= 60
+
+
+def test_stepwise_bursts_never_released_are_flagged():
+    verdicts = simulate({TYPE: lambda t: 1000 + 300 * math.floor(t / 7)}, duration=150, interval=1, params=PARAMS)
+    assert keys_ever(verdicts[-1:]) == {"app.Thing"}
+
+
+def test_slow_trickle_inside_heavy_churn_is_flagged():
+    rng = random.Random(3)
+    # Up to 3,000 objects in flight at any sample, 3 per second retained.
+    verdicts = simulate({TYPE: lambda t: 3 * t + rng.uniform(0, 3000)}, duration=600, interval=1, params=PARAMS)
+    assert "app.Thing" in keys_ever(verdicts[-60:])
+
+
+def test_new_type_appearing_late_is_tracked_and_flagged():
+    verdicts = simulate(
+        {TYPE: lambda t: None if t < 100 else 20 * (t - 100), ("type", "dict"): lambda t: 50_000},
+        duration=220, interval=1, params=PARAMS,
+    )
+    assert keys_ever(verdicts[-1:]) == {"app.Thing"}
+
+
+# --- shapes that must not be flagged ----------------------------------------------------------
+
+
+def test_bounded_cache_that_fills_then_plateaus():
+    verdicts = simulate({TYPE: lambda t: min(5000, 1000 * t)}, duration=300, interval=1, params=PARAMS)
+    assert keys_ever(verdicts) == set()
+
+
+def test_cache_filling_after_warmup_is_cleared_once_it_plateaus():
+    # Filling after warm-up looks like growth while it lasts; it must not outlive the plateau.
+    verdicts = simulate({TYPE: lambda t: min(8000, 40 * t)}, duration=400, interval=1, params=PARAMS)
+    assert verdicts[-1].suspects == ()
+
+
+def test_accumulate_and_flush_sawtooth():
+    verdicts = simulate({TYPE: lambda t: 100 + 80 * (t % 17)}, duration=400, interval=1, params=PARAMS)
+    assert keys_ever(verdicts) == set()
+
+
+def test_working_set_random_walking_around_a_mean():
+    for seed in range(5):
+        rng = random.Random(seed)
+        state = {"x": 5000.0}
+
+        def walk(_t, rng=rng, state=state):
+            state["x"] += rng.uniform(-150, 150) + 0.05 * (5000 - state["x"])
+            return state["x"]
+
+        verdicts = simulate({TYPE: walk}, duration=900, interval=1, params=PARAMS)
+        assert keys_ever(verdicts) == set(), f"seed {seed}"
+
+
+def test_one_time_load_after_start():
+    verdicts = simulate({TYPE: lambda t: 200 if t < 90 else 200 + min(50_000, 20_000 * (t - 90))}, duration=400, interval=1, params=PARAMS)
+    assert keys_ever(verdicts) == set()
+
+
+def test_ttl_cache_plateaus_after_its_ttl():
+    rng = random.Random(4)
+    verdicts = simulate({TYPE: lambda t: 30 * min(t, 30) + rng.uniform(-20, 20)}, duration=400, interval=1, params=PARAMS)
+    assert keys_ever(verdicts) == set()
+
+
+def test_garbage_cycles_freed_only_by_the_collector():
+    rng = random.Random(5)
+    # Cycles pile up between collections, then drop back: a jagged sawtooth of random period.
+    state = {"n": 0.0, "next_gc": 5.0}
+
+    def cycles(t):
+        if t >= state["next_gc"]:
+            state["n"] = rng.uniform(0, 200)
+            state["next_gc"] = t + rng.uniform(3, 25)
+        state["n"] += rng.uniform(100, 300)
+        return state["n"]
+
+    verdicts = simulate({TYPE: cycles}, duration=600, interval=1, params=PARAMS)
+    assert keys_ever(verdicts) == set()
+
+
+def test_bounded_deque():
+    verdicts = simulate({TYPE: lambda t: min(2000, 400 * t)}, duration=300, interval=1, params=PARAMS)
+    assert keys_ever(verdicts) == set()
+
+
+# --- lifecycle of a verdict -------------------------------------------------------------------
+
+
+def test_suspect_is_confirmed_only_after_holding_a_whole_window():
+    verdicts = simulate({TYPE: lambda t: 10 * t}, duration=120, interval=1, params=PARAMS)
+    first = next(i for i, v in enumerate(verdicts) if v.suspects)
+    candidate = next(i for i, v in enumerate(verdicts) if v.pending)
+    assert first - candidate >= PARAMS.window
+
+
+def test_suspect_clears_once_growth_has_stopped_for_a_window():
+    verdicts = simulate({TYPE: lambda t: 10 * min(t, 200)}, duration=400, interval=1, params=PARAMS)
+    assert verdicts[199].suspects
+    cleared = next(i for i in range(200, 401) if not verdicts[i].suspects)
+    assert 200 + PARAMS.window * 0.9 <= cleared <= 200 + PARAMS.window * 2.1
+    assert all(not v.suspects for v in verdicts[cleared:])
+
+
+def test_suspect_keeps_its_id_and_start_while_it_grows():
+    verdicts = simulate({TYPE: lambda t: 10 * t}, duration=200, interval=1, params=PARAMS)
+    held = [v.suspects[0] for v in verdicts if v.suspects]
+    assert len({s.id for s in held}) == 1
+    assert len({s.since for s in held}) == 1
+    assert len({s.confirmed_at for s in held}) == 1
+
+
+# --- process memory ---------------------------------------------------------------------------
+
+
+def test_rss_growth_python_does_not_explain_is_a_process_suspect():
+    rng = random.Random(6)
+    signals = {
+        ("process", "rss"): lambda t: 50e6 + 100_000 * t + rng.uniform(0, 200_000),
+        ("process", "py_blocks"): lambda t: 40_000 + rng.uniform(-300, 300),
+        ("type", "dict"): lambda t: 9000 + rng.uniform(-100, 100),
+    }
+    verdicts = simulate(signals, duration=200, interval=1, params=PARAMS)
+    assert [(s.kind, s.key, s.unit) for s in verdicts[-1].suspects] == [("process", "rss", "bytes")]
+    assert "not explained" in verdicts[-1].suspects[0].detail
+
+
+def test_rss_growth_explained_by_growing_objects_is_not_a_process_suspect():
+    signals = {
+        ("process", "rss"): lambda t: 50e6 + 100_000 * t,
+        ("process", "py_blocks"): lambda t: 40_000 + 200 * t,
+        ("type", "app.Session"): lambda t: 100 * t,
+    }
+    verdicts = simulate(signals, duration=200, interval=1, params=PARAMS)
+    assert {(s.kind, s.key) for s in verdicts[-1].suspects} == {("type", "app.Session")}
+
+
+def test_rss_waits_for_a_tracing_window_when_tracing_is_allowed():
+    params = Params(**{**PARAMS.__dict__, "can_trace": True})
+    verdicts = simulate({("process", "rss"): lambda t: 50e6 + 100_000 * t}, duration=200, interval=1, params=params)
+    assert verdicts[-1].suspects == ()
+    assert "process:rss" in verdicts[-1].triggers
+
+
+def test_rss_growth_that_traced_allocations_do_not_cover_is_flagged_after_a_window():
+    params = Params(**{**PARAMS.__dict__, "can_trace": True, "trace_window": 30})
+    signals = {
+        ("process", "rss"): lambda t: 50e6 + 100_000 * t,
+        # Traced bytes since the window opened at t=60: almost nothing.
+        ("process", "traced"): lambda t: None if t < 60 else 1000 + 10 * (t - 60),
+    }
+    verdicts = simulate(signals, duration=200, interval=1, params=params)
+    assert [(s.kind, s.key) for s in verdicts[-1].suspects] == [("process", "rss")]
+
+
+# --- sites ------------------------------------------------------------------------------------
+
+
+def test_site_growing_through_a_tracing_window_is_flagged_while_tracing():
+    params = Params(**{**PARAMS.__dict__, "can_trace": True, "trace_window": 40})
+    site = ("site", "app/views.py:42")
+    signals = {
+        ("type", "app.Session"): lambda t: 100 * t,
+        site: lambda t: None if t < 60 else 20_000 * (t - 60),
+    }
+    verdicts = simulate(signals, duration=120, interval=1, params=params, tracing=lambda t: t >= 60)
+    assert ("site", "app/views.py:42") in {(s.kind, s.key) for s in verdicts[-1].suspects}
+
+
+def test_site_turning_over_a_bounded_structure_is_not_flagged():
+    params = Params(**{**PARAMS.__dict__, "can_trace": True, "trace_window": 40})
+    # Bytes allocated since the window opened and still alive: a bounded LRU replacing its
+    # entries rises quickly, then levels off at the cache's size.
+    signals = {
+        ("type", "app.Session"): lambda t: 100 * t,
+        ("site", "app/cache.py:7"): lambda t: None if t < 60 else 2e6 * (1 - math.exp(-(t - 60) / 6)),
+    }
+    verdicts = simulate(signals, duration=100, interval=1, params=params, tracing=lambda t: t >= 60)
+    assert keys_ever(verdicts, "site") == set()
