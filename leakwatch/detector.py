@@ -297,8 +297,17 @@ def _window_trend(series: Series, now: float, p: Params, unit: str, warm: float)
     i = series.since(t_from)
     if len(series) - i < MIN_POINTS or series.t[-1] - series.t[i] < 0.5 * p.window:
         return None
+    if not _rose(series, i, p.min_rate(unit)):
+        return None
     t, lo, hi = binned(series, i)
     return assess(t, lo, hi, p.min_rate(unit), p.significance, lambda: past_floor(series, warm, t_from, p.window / 4))
+
+
+def _rose(series: Series, i: int, min_rate: float) -> bool:
+    """The cheap first test, in C-speed array operations: did the latest value rise enough
+    above the lowest since index `i`? Most series fail it and cost nothing more."""
+    lo = series.lo
+    return lo[-1] - min(lo[i:]) >= 0.5 * min_rate * (series.t[-1] - series.t[i])
 
 
 def _long_trend(series: Series, now: float, p: Params, unit: str, warm: float) -> Trend | None:
@@ -309,6 +318,8 @@ def _long_trend(series: Series, now: float, p: Params, unit: str, warm: float) -
     """
     i = series.since(warm)
     if len(series) - i < MIN_POINTS or series.t[-1] - series.t[i] < LONG_SPAN * p.window:
+        return None
+    if not _rose(series, i, p.min_rate(unit)):
         return None
     trend = assess(*binned(series, i), p.min_rate(unit), p.significance)
     eps = 0.05 * p.min_rate(unit) * p.window

@@ -2,9 +2,9 @@
 
 Memory is bounded whatever the run time and the number of keys:
 
-- each series holds at most `points` points; when full, its older half is merged two points
-  into one, keeping the lowest and highest value of the pair (`lo`, `hi`), so the floor a
-  leak raises and the peaks a sawtooth makes both survive downsampling;
+- each series holds at most `points` points: the newest half raw, the older samples folded
+  into equal-time buckets that keep the lowest and highest value they hold (`lo`, `hi`), so
+  the floor a leak raises and the peaks a sawtooth makes both survive downsampling;
 - each kind tracks at most `max_series` keys: the largest values, plus every key the caller
   protects (current suspects and candidates); a new key displaces the smallest unprotected one
   only when it is bigger.
@@ -26,37 +26,65 @@ ZERO_WHEN_ABSENT = frozenset({"type", "site", "site_blocks"})
 
 
 class Series:
-    """Timestamps and (lo, hi) values of one key, oldest first."""
+    """Timestamps and (lo, hi) values of one key, oldest first, in at most `capacity` points.
 
-    __slots__ = ("t", "lo", "hi", "capacity")
+    The newest half are raw samples. Older samples are folded into an archive of equal-time
+    buckets (each keeps the min and max of what it holds, and the time of its latest sample);
+    when the archive fills, neighbouring buckets merge and the bucket width doubles. So the
+    whole run stays covered at an even resolution, and the recent window stays sharp.
+    """
+
+    __slots__ = ("t", "lo", "hi", "capacity", "archived", "width", "bucket_start")
 
     def __init__(self, capacity: int) -> None:
         self.t = array("d")
         self.lo = array("d")
         self.hi = array("d")
-        self.capacity = capacity
+        self.capacity = max(8, capacity)
+        self.archived = 0  # the first `archived` points are buckets, the rest raw samples
+        self.width = 0.0
+        self.bucket_start = 0.0
 
     def __len__(self) -> int:
         return len(self.t)
 
     def append(self, t: float, value: float) -> None:
-        if len(self.t) >= self.capacity:
-            self._compact()
+        while len(self.t) >= self.capacity:
+            self._fold_oldest_raw()
         self.t.append(t)
         self.lo.append(value)
         self.hi.append(value)
 
-    def _compact(self) -> None:
-        """Merge the older half pairwise: keep the later time, the min and the max."""
-        half = (len(self.t) // 2) & ~1
+    def _fold_oldest_raw(self) -> None:
+        i = self.archived
+        t = self.t[i]
+        if i > 0 and t - self.bucket_start < self.width:
+            # Same bucket as the last archived point: merge into it.
+            self.t[i - 1] = t
+            self.lo[i - 1] = min(self.lo[i - 1], self.lo[i])
+            self.hi[i - 1] = max(self.hi[i - 1], self.hi[i])
+            del self.t[i], self.lo[i], self.hi[i]
+        else:
+            self.archived += 1
+            self.bucket_start = t
+        if self.archived > self.capacity // 2:
+            self._merge_archive()
+
+    def _merge_archive(self) -> None:
+        """Merge archived buckets pairwise and double the bucket width."""
+        n = self.archived & ~1
         t, lo, hi = self.t, self.lo, self.hi
-        new_t = array("d", t[1:half:2])
-        new_lo = array("d", map(min, lo[0:half:2], lo[1:half:2]))
-        new_hi = array("d", map(max, hi[0:half:2], hi[1:half:2]))
-        new_t.extend(t[half:])
-        new_lo.extend(lo[half:])
-        new_hi.extend(hi[half:])
+        span = t[n - 1] - t[0]
+        new_t = array("d", t[1:n:2])
+        new_lo = array("d", map(min, lo[0:n:2], lo[1:n:2]))
+        new_hi = array("d", map(max, hi[0:n:2], hi[1:n:2]))
+        new_t.extend(t[n:])
+        new_lo.extend(lo[n:])
+        new_hi.extend(hi[n:])
         self.t, self.lo, self.hi = new_t, new_lo, new_hi
+        self.archived = n // 2 + (self.archived - n)
+        self.width = max(2 * self.width, 2 * span / max(1, n - 1))
+        self.bucket_start = self.t[self.archived - 1] if self.archived else 0.0
 
     def last(self) -> float:
         return self.lo[-1] if self.lo else 0.0

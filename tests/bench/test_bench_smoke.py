@@ -1,0 +1,72 @@
+"""The sampling benchmark still runs end to end and writes the figures it promises.
+
+Only shape and positive timings are checked, never ratios: timings on a shared test machine
+say nothing. The real run is `python tests/bench/bench_sample.py`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+CALLS_MEASURED = ("leakwatch", "floor", "objgraph", "get_objects")
+
+
+def load_bench() -> ModuleType:
+    # tests/ has no __init__.py, so load the script by path whatever pytest's import mode.
+    path = Path(__file__).with_name("bench_sample.py")
+    spec = importlib.util.spec_from_file_location("bench_sample", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_sample", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_small_run_writes_all_figures(tmp_path: Path) -> None:
+    bench = load_bench()
+    out = io.StringIO()
+    path = tmp_path / "b.json"
+
+    code = bench.main(
+        ["--sizes", "20000", "--repeat", "1", "--skip-pympler", "--self-samples", "200", "--json", str(path)],
+        out=out,
+    )
+
+    assert code == 0
+    results = json.loads(path.read_text(encoding="utf-8"))
+    assert set(results) >= {"meta", "sizes", "self_memory", "total_seconds"}
+    assert results["total_seconds"] > 0
+    (size,) = results["sizes"]
+    assert size["target"] == 20_000
+    assert size["objects"] > 0
+    calls = size["calls"]
+    for name in CALLS_MEASURED:
+        assert calls[name]["median_seconds"] > 0, name
+        assert calls[name]["min_seconds"] > 0, name
+        assert calls[name]["stall_median_ms"] > 0, name
+        assert len(calls[name]["runs_seconds"]) == 1, name
+    assert calls["pympler"] == {"skipped": True, "reason": "--skip-pympler"}
+    assert calls["leakwatch"]["stages_median_seconds"]["census"] > 0
+    assert set(size["ratios"]) == {"leakwatch_over_floor", "objgraph_over_leakwatch", "leakwatch_stall_over_get_objects_stall"}
+    for r in size["ratios"].values():
+        assert r["value"] > 0
+
+    memory = results["self_memory"]
+    assert memory["samples"] == 200
+    assert memory["seconds"] > 0
+    assert memory["series"] > 0
+    assert memory["history_bytes_after"] > 0
+    assert memory["rss_before"] > 0 and memory["rss_after"] > 0
+    traced = memory["traced"]
+    assert traced["samples"] == 200
+    assert 0 < traced["mark_samples"] < traced["samples"]
+    assert traced["current_after"] > 0
+
+    printed = out.getvalue()
+    assert "leakwatch / floor" in printed
+    assert "self memory" in printed

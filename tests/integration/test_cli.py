@@ -1,0 +1,86 @@
+"""The `leakwatch` command, run as a user would."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from leakwatch.cli import main
+from leakwatch.config import OPTIONS
+
+
+def leakwatch(*args: str, env: dict[str, str], timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "leakwatch", *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_demo_names_the_leaking_type_and_site_within_30_seconds_and_never_the_cache(subprocess_env):
+    result = leakwatch("demo", "--duration", "30", env=subprocess_env)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    flagged = re.findall(r"^\[\s*([\d.]+)s\] LEAK SUSPECTED\s+(\w+) (\S+)", out, re.M)
+    keys = {(kind, key) for _, kind, key in flagged}
+    assert ("type", "leakwatch.demo.Session") in keys, out
+    assert any(kind == "site" and re.search(r"leakwatch/demo\.py:\d+$", key) for kind, key in keys), out
+    assert all(float(t) <= 30 for t, _, _ in flagged)
+    assert "CacheEntry" not in out
+    assert not any("_cached" in key or "OrderedDict" in key for _, key in keys)
+
+
+@pytest.mark.parametrize("args", [["bogus"], ["demo", "--duration", "-3"], ["demo", "--interval", "x"], ["run"],
+                                  ["run", "-o", "interval=fast", "--", "true"], ["run", "-o", "nonsense=1", "--", "true"]])
+def test_bad_arguments_get_one_line_and_exit_2(args, subprocess_env):
+    result = leakwatch(*args, env=subprocess_env, timeout=30)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("leakwatch: error: "), result.stderr
+
+
+def test_run_starts_the_watcher_inside_the_program_and_reports(subprocess_env, tmp_path):
+    program = tmp_path / "app.py"
+    program.write_text(
+        "import sys, threading, time\n"
+        "time.sleep(0.5)\n"
+        "print('threads', sorted(t.name for t in threading.enumerate()))\n"
+        "sys.exit(7)\n"
+    )
+    report = tmp_path / "report.json"
+    result = leakwatch("run", "-o", "interval=0.05", "-o", "window=1", "-o", "trace_window=0.5", "--report", str(report),
+                       "--", sys.executable, str(program), env=subprocess_env)
+    assert result.returncode == 7  # the program's own exit code
+    assert "'leakwatch'" in result.stdout
+    data = json.loads(report.read_text())
+    assert data["samples"] >= 3
+    assert "no leak suspected" in result.stderr
+
+
+def test_run_chains_an_existing_sitecustomize(subprocess_env, tmp_path):
+    (tmp_path / "sitecustomize.py").write_text("import os\nos.environ['CHAINED'] = 'yes'\n")
+    env = {**subprocess_env, "PYTHONPATH": f"{tmp_path}:{subprocess_env['PYTHONPATH']}"}
+    code = "import os, threading; print(os.environ.get('CHAINED'), 'leakwatch' in [t.name for t in threading.enumerate()])"
+    result = leakwatch("run", "--quiet", "--", sys.executable, "-c", code, env=env)
+    assert result.returncode == 0
+    assert result.stdout.split() == ["yes", "True"]
+    assert result.stderr == ""
+
+
+def test_run_reports_a_missing_program(subprocess_env):
+    result = leakwatch("run", "--", "no-such-program-here", env=subprocess_env)
+    assert result.returncode == 127
+    assert "no-such-program-here" in result.stderr
+
+
+def test_options_lists_every_environment_variable(capsys):
+    assert main(["options"]) == 0
+    out = capsys.readouterr().out
+    for opt in OPTIONS:
+        assert opt.env in out
+
+
+def test_help_and_version(subprocess_env):
+    result = leakwatch("--help", env=subprocess_env)
+    assert result.returncode == 0 and "demo" in result.stdout and "run" in result.stdout
+    assert leakwatch("--version", env=subprocess_env).stdout.startswith("leakwatch ")

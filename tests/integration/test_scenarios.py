@@ -1,0 +1,106 @@
+"""Real programs that leak or only look like they do, run under `leakwatch run`.
+
+Each program states its expected verdict in its docstring (`EXPECT: ...`, see
+programs/README.md). All programs run at once in a small pool (they mostly sleep), so the
+whole set costs about as much time as a few of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from .conftest import PROGRAMS, ROOT
+
+SECONDS = float(os.environ.get("LEAKWATCH_TEST_SCENARIO_SECONDS", "16"))
+SETTINGS = {
+    "LEAKWATCH_INTERVAL": "0.1",
+    "LEAKWATCH_WARMUP": "2",
+    "LEAKWATCH_WINDOW": "5",
+    "LEAKWATCH_TRACE_WINDOW": "3",
+    "LEAKWATCH_MIN_GROWTH_BYTES": "512KiB",
+    "LEAKWATCH_LOG_SUSPECTS": "false",
+}
+NAMES = sorted(f[:-3] for f in os.listdir(PROGRAMS) if f.endswith(".py") and f.startswith(("leak_", "clean_")))
+
+
+def expectations(name: str) -> set[tuple[str, str]]:
+    path = os.path.join(PROGRAMS, f"{name}.py")
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    wanted: set[tuple[str, str]] = set()
+    for line in lines:
+        m = re.match(r"^EXPECT: (\w+)(?:=(.+))?$", line.strip())
+        if not m or m.group(1) == "none":
+            continue
+        kind, key = m.group(1), m.group(2)
+        if kind == "site":
+            lineno = next(i for i, text in enumerate(lines, 1) if text.rstrip().endswith("# LEAK-SITE"))
+            key = f"{os.path.realpath(path)}:{lineno}"
+        wanted.add((kind, key))
+    return wanted
+
+
+def run_program(name: str, tmp: str) -> dict[str, Any]:
+    report = os.path.join(tmp, f"{name}.json")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEAKWATCH_")}
+    env.update(SETTINGS)
+    env["SCENARIO_SECONDS"] = str(SECONDS)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH", "")) if p)
+    command = [sys.executable, "-m", "leakwatch", "run", "--quiet", "--report", report, "--",
+               sys.executable, os.path.join(PROGRAMS, f"{name}.py")]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=SECONDS + 60, cwd=tmp)
+    assert result.returncode == 0, result.stderr
+    with open(report, encoding="utf-8") as f:
+        data = json.load(f)
+    data["stderr"] = result.stderr
+    return data
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    tmp = str(tmp_path_factory.mktemp("scenarios"))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = dict(zip(NAMES, pool.map(lambda n: run_program(n, tmp), NAMES)))
+    return results
+
+
+def found(report: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(s["kind"], os.path.realpath(s["key"]) if s["kind"] == "site" else s["key"]) for s in report["suspects"]}
+
+
+def test_every_leak_kind_in_the_issue_has_a_program():
+    assert {"leak_steady", "leak_stepwise", "leak_trickle_in_churn", "leak_c_extension", "leak_untracked_bytes"} <= set(NAMES)
+    assert {"clean_bounded_cache", "clean_sawtooth", "clean_random_walk", "clean_startup_load",
+            "clean_ttl_cache", "clean_gc_cycles", "clean_bounded_deque"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("leak_")])
+def test_leak_is_found(name, reports):
+    report = reports[name]
+    missing = expectations(name) - found(report)
+    assert not missing, f"{name}: expected {missing}, got {sorted(found(report))}"
+    assert report["samples"] > 50
+    assert report["errors"] == {}
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("clean_")])
+def test_no_false_alarm(name, reports):
+    report = reports[name]
+    assert expectations(name) == set()
+    assert report["suspects"] == [], f"{name}: false alarm {sorted(found(report))}"
+    assert report["samples"] > 50
+    assert report["errors"] == {}
+
+
+def test_process_suspect_only_when_python_does_not_explain_rss(reports):
+    for name, report in reports.items():
+        has_process = any(kind == "process" for kind, _ in found(report))
+        assert has_process == (name == "leak_c_extension"), name

@@ -1,0 +1,226 @@
+"""The watcher's thread, lifecycle and safety, with real threads and processes."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import weakref
+
+import pytest
+
+import leakwatch
+from leakwatch.watcher import THREAD_NAME, Watcher
+
+from .conftest import wait_for
+
+FAST = dict(interval=0.05, warmup=0.0, window=1.0, trace_window=0.5, log_suspects=False)
+
+
+def leakwatch_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == THREAD_NAME]
+
+
+def test_start_runs_a_named_daemon_thread_and_stop_ends_it():
+    with Watcher(**FAST) as w:
+        assert w.running
+        (thread,) = leakwatch_threads()
+        assert thread.daemon
+        wait_for(lambda: w.report().samples >= 3)
+    assert not w.running
+    assert leakwatch_threads() == []
+
+
+def test_stop_is_idempotent_and_bounded():
+    w = Watcher(**FAST).start()
+    assert w.stop(timeout=5) is True
+    assert w.stop(timeout=5) is True
+    assert Watcher(**FAST).stop() is True  # never started
+
+
+def test_sample_now_runs_on_the_callers_thread_without_a_thread():
+    w = Watcher(**FAST)
+    report = w.sample_now()
+    assert report.samples == 1
+    assert report.durations["census"] > 0
+    assert leakwatch_threads() == []
+
+
+def test_disabled_watcher_never_samples():
+    w = Watcher(enabled=False, interval=0.05, window=1, trace_window=0.5).start()
+    assert not w.running
+    assert w.report().samples == 0
+
+
+def test_module_level_start_returns_the_running_watcher_and_warns_on_other_options(caplog):
+    try:
+        first = leakwatch.start(**FAST)
+        assert leakwatch.start(**FAST) is first
+        with caplog.at_level(logging.WARNING, logger="leakwatch.watcher"):
+            assert leakwatch.start(**{**FAST, "interval": 0.1}) is first
+        assert "already running" in caplog.text
+        wait_for(lambda: first.report().samples >= 2)
+        assert leakwatch.suspects() == first.suspects()
+    finally:
+        assert leakwatch.stop(timeout=5)
+    assert leakwatch.suspects() == []
+    assert leakwatch_threads() == []
+
+
+def test_a_stopped_watcher_is_garbage_collected():
+    w = Watcher(**FAST).start()
+    wait_for(lambda: w.report().samples >= 2)
+    w.stop()
+    ref = weakref.ref(w)
+    del w
+    gc.collect()
+    assert ref() is None
+
+
+def test_a_failing_probe_is_counted_and_the_others_go_on(monkeypatch, caplog):
+    w = Watcher(**FAST)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("probe exploded")
+
+    monkeypatch.setattr(w._sampler.census, "read", broken)
+    with caplog.at_level(logging.WARNING, logger="leakwatch.sampler"):
+        w.sample_now()
+        report = w.sample_now()
+    assert report.errors == {"census": 2}
+    assert "rss" in w._history.kind("process")
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and "probe" in r.getMessage()]
+    assert len(warnings) == 1  # logged once with its traceback, not every tick
+
+
+def test_a_failing_tick_does_not_kill_the_thread(monkeypatch):
+    w = Watcher(**FAST)
+    calls = {"n": 0}
+    real = w._tick
+
+    def flaky():
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise RuntimeError("bad tick")
+        return real()
+
+    monkeypatch.setattr(w, "_tick", flaky)
+    with w:
+        wait_for(lambda: w.report().samples >= 2)
+    assert calls["n"] >= 4
+
+
+def test_finds_a_leak_in_its_own_process():
+    class Leaky:
+        pass
+
+    hoard: list[Leaky] = []
+    stop = threading.Event()
+
+    def leak() -> None:
+        while not stop.wait(0.002):
+            hoard.extend(Leaky() for _ in range(5))
+
+    worker = threading.Thread(target=leak, daemon=True)
+    worker.start()
+    w = Watcher(interval=0.05, warmup=0.2, window=1.5, trace_window=0.6, log_suspects=False)
+    try:
+        with w:
+            suspect = wait_for(lambda: [s for s in w.suspects() if s.key.endswith("Leaky")], timeout=30)
+    finally:
+        stop.set()
+        worker.join()
+    (s,) = suspect
+    assert s.kind == "type" and s.unit == "objects" and s.growth_per_second > 100
+
+
+def test_own_memory_stays_flat_over_many_ticks():
+    """History, detector and process probe under tracemalloc: nothing accumulates."""
+    import tracemalloc
+
+    w = Watcher(interval=0.05, warmup=0.0, window=1.0, trace_window=0.5, tracemalloc="off", census=False, log_suspects=False)
+    for _ in range(300):
+        w.sample_now()
+    tracemalloc.start()
+    try:
+        for _ in range(300):
+            w.sample_now()
+        first, _ = tracemalloc.get_traced_memory()
+        for _ in range(3000):
+            w.sample_now()
+        second, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert second - first < 16 * 1024
+
+
+def test_census_ticks_keep_history_bounded():
+    w = Watcher(interval=0.05, warmup=0.0, window=1.0, trace_window=0.5, tracemalloc="off", log_suspects=False)
+    for _ in range(500):
+        w.sample_now()
+    early = w.report()
+    blocks = sys.getallocatedblocks()
+    for _ in range(1000):
+        w.sample_now()
+    late = w.report()
+    assert late.series <= w.config.max_series + 8
+    assert late.history_bytes <= early.history_bytes * 1.1
+    assert sys.getallocatedblocks() - blocks < 2000
+
+
+def run_child(python: str, code: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([python, "-X", "dev", "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_process_exits_promptly_and_silently_with_a_running_watcher(python, subprocess_env):
+    code = """
+        import leakwatch, time
+        w = leakwatch.start(interval=0.01, window=1, trace_window=0.5, warmup=0)
+        time.sleep(0.3)
+        print("samples", w.report().samples)
+    """
+    for _ in range(5):
+        result = run_child(python, code, subprocess_env, timeout=20)
+        assert result.returncode == 0
+        assert result.stderr == ""
+        assert int(result.stdout.split()[1]) > 3
+
+
+def test_bad_environment_value_warns_and_the_host_runs_on(python, subprocess_env):
+    env = {**subprocess_env, "LEAKWATCH_INTERVAL": "soon"}
+    code = """
+        import logging; logging.basicConfig()
+        import leakwatch
+        w = leakwatch.start(window=300)
+        print("interval", w.config.interval, w.running)
+        leakwatch.stop()
+    """
+    result = run_child(python, code, env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["interval", "5.0", "True"]
+    assert "LEAKWATCH_INTERVAL='soon'" in result.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_watcher_runs_again_in_a_forked_child(python, subprocess_env):
+    code = """
+        import os, time, threading, leakwatch
+        w = leakwatch.start(interval=0.02, window=1, trace_window=0.5, warmup=0)
+        time.sleep(0.1)
+        pid = os.fork()
+        if pid == 0:
+            before = w.report().samples
+            deadline = time.time() + 10
+            while w.report().samples < before + 3 and time.time() < deadline:
+                time.sleep(0.01)
+            names = [t.name for t in threading.enumerate()]
+            os._exit(0 if w.running and "leakwatch" in names else 3)
+        _, status = os.waitpid(pid, 0)
+        print("child", os.waitstatus_to_exitcode(status))
+    """
+    result = run_child(python, code, subprocess_env)
+    assert result.stdout.strip() == "child 0", result.stderr

@@ -1,0 +1,110 @@
+"""Config rules: keyword > LEAKWATCH_* > default; bad keywords raise, bad env values warn."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from leakwatch.config import OPTIONS, Config
+from leakwatch.errors import ConfigError
+
+
+def test_defaults_match_the_option_table():
+    config = Config.from_options(env={})
+    for opt in OPTIONS:
+        assert getattr(config, opt.name) == opt.default, opt.name
+
+
+def test_keyword_beats_env_beats_default():
+    env = {"LEAKWATCH_INTERVAL": "2", "LEAKWATCH_WARMUP": "7"}
+    config = Config.from_options(env=env, interval=0.5)
+    assert config.interval == 0.5
+    assert config.warmup == 7.0
+    assert config.window == 300.0
+
+
+def test_env_understands_units_and_booleans():
+    env = {
+        "LEAKWATCH_INTERVAL": "500ms",
+        "LEAKWATCH_WINDOW": "5m",
+        "LEAKWATCH_TRACE_MAX_MEMORY": "8MiB",
+        "LEAKWATCH_USS": "yes",
+        "LEAKWATCH_CENSUS": "off",
+        "LEAKWATCH_TRACEMALLOC": "OFF",
+    }
+    config = Config.from_options(env=env)
+    assert (config.interval, config.window, config.trace_max_memory) == (0.5, 300.0, 8 * 1024**2)
+    assert (config.uss, config.census, config.tracemalloc) == (True, False, "off")
+
+
+def test_sub_second_interval_works():
+    config = Config.from_options(env={}, interval=0.1, window=2, trace_window=1)
+    assert config.interval == 0.1
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "allowed"),
+    [
+        ("interval", 0, "from 0.01 to 60"),
+        ("interval", 61, "from 0.01 to 60"),
+        ("interval", "5", "a number"),
+        ("tracemalloc", "sometimes", "'off', 'auto', 'always'"),
+        ("trace_frames", 1.5, "an integer"),
+        ("census", 1, "true or false"),
+        ("max_series", float("nan"), "an integer"),
+    ],
+)
+def test_bad_keyword_raises_naming_option_value_and_what_is_allowed(option, value, allowed):
+    with pytest.raises(ConfigError) as info:
+        Config.from_options(env={}, **{option: value})
+    message = str(info.value)
+    assert repr(option) in message
+    assert allowed in message
+    assert info.value.option == option
+
+
+def test_unknown_keyword_lists_the_options():
+    with pytest.raises(ConfigError, match="interval") as info:
+        Config.from_options(env={}, intervall=5)
+    assert "intervall" in str(info.value)
+
+
+def test_window_shorter_than_five_intervals_is_refused_for_keywords():
+    with pytest.raises(ConfigError, match="at least 5 times interval"):
+        Config.from_options(env={}, interval=10, window=20)
+
+
+def test_relations_adjust_defaults_silently():
+    config = Config.from_options(env={}, interval=60)
+    assert config.window == 300.0
+    assert config.trace_window == 240.0
+
+
+def test_bad_env_value_warns_and_falls_back(caplog):
+    with caplog.at_level(logging.WARNING, logger="leakwatch.config"):
+        config = Config.from_options(env={"LEAKWATCH_INTERVAL": "fast", "LEAKWATCH_USS": "maybe"})
+    assert config.interval == 5.0
+    assert config.uss is False
+    text = caplog.text
+    assert "LEAKWATCH_INTERVAL='fast'" in text and "from 0.01 to 60" in text
+    assert "LEAKWATCH_USS='maybe'" in text
+
+
+def test_env_window_too_short_for_interval_warns_and_widens(caplog):
+    with caplog.at_level(logging.WARNING, logger="leakwatch.config"):
+        config = Config.from_options(env={"LEAKWATCH_INTERVAL": "10", "LEAKWATCH_WINDOW": "20"})
+    assert config.window == 50.0
+    assert "LEAKWATCH_WINDOW" in caplog.text
+
+
+def test_unknown_env_variable_is_named_in_a_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="leakwatch.config"):
+        Config.from_options(env={"LEAKWATCH_INTERVL": "5"})
+    assert "LEAKWATCH_INTERVL" in caplog.text
+
+
+def test_config_is_frozen():
+    config = Config.from_options(env={})
+    with pytest.raises(AttributeError):
+        config.interval = 1  # type: ignore[misc]

@@ -1,0 +1,44 @@
+"""Suspects and reports: stable ids, lossless dict round trips, readable one-liners."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from leakwatch.model import Report, Suspect, suspect_id, unit_of
+
+
+def make_suspect(**kw) -> Suspect:
+    base = dict(kind="type", key="app.models.Session", unit="objects", current=1200.0,
+                growth_per_second=3.5, since=1_700_000_000.0, confidence=0.999)
+    return Suspect(**{**base, **kw})
+
+
+def test_id_is_a_stable_hash_of_kind_and_key():
+    a = make_suspect()
+    b = make_suspect(current=5.0, growth_per_second=99.0)
+    assert a.id == b.id == suspect_id("type", "app.models.Session")
+    # The documented formula, so the id is the same in every process and every version.
+    assert a.id == hashlib.sha1(b"type\x00app.models.Session").hexdigest()[:12]
+    assert make_suspect(kind="site").id != a.id
+
+
+def test_units_follow_kind_and_key():
+    assert unit_of("type", "dict") == "objects"
+    assert unit_of("site", "app.py:3") == "bytes"
+    assert unit_of("process", "rss") == "bytes"
+    assert unit_of("process", "py_blocks") == "objects"
+
+
+def test_report_round_trips_through_json():
+    report = Report(time=1.5, samples=3, suspects=(make_suspect(sites=("app.py:10",)),), candidates=("type:list",),
+                    tracing="idle", errors={"census": 1}, durations={"census": 0.01}, series=7, history_bytes=100)
+    again = Report.from_dict(json.loads(json.dumps(report.to_dict())))
+    assert again == report
+
+
+def test_describe_reads_as_one_line():
+    line = make_suspect(sites=("app/views.py:42",)).describe()
+    assert "\n" not in line
+    assert "app.models.Session" in line and "+210 objects/min" in line and "app/views.py:42" in line
+    assert "MiB" in make_suspect(kind="site", unit="bytes", current=3 * 1024**2).describe()

@@ -1,0 +1,126 @@
+"""The probes on the real interpreter: counts, own objects, references, tracing windows."""
+
+from __future__ import annotations
+
+import gc
+import sys
+import tracemalloc
+import weakref
+
+import pytest
+
+from leakwatch.probes.census import CensusProbe, type_key
+from leakwatch.probes.process import ProcessProbe
+from leakwatch.probes.sites import SiteProbe
+
+
+class Widget:
+    pass
+
+
+class Slotted:
+    __slots__ = ("payload",)
+
+    def __init__(self) -> None:
+        self.payload = [1, 2, 3]
+
+
+def test_type_keys_are_module_qualname_and_builtins_bare():
+    assert type_key(dict) == "dict"
+    assert type_key(Widget) == f"{__name__}.Widget"
+    assert type_key(weakref.ref) == "weakref.ReferenceType"
+    assert type_key(tracemalloc.Snapshot) == "tracemalloc.Snapshot"
+
+
+def test_census_counts_live_instances():
+    probe = CensusProbe(slice_size=1000)  # small slices: the tally must add up across them
+    before = probe.read().get(f"{__name__}.Widget", 0)
+    widgets = [Widget() for _ in range(5000)]
+    after = probe.read()[f"{__name__}.Widget"]
+    assert after - before == 5000
+    del widgets
+
+
+def test_census_subtracts_what_leakwatch_owns():
+    probe = CensusProbe()
+    plain = probe.read()["function"]
+    assert probe.read(own={"function": 10})["function"] == plain - 10
+
+
+def test_census_keeps_nothing_alive_and_adds_no_referrers():
+    probe = CensusProbe()
+    target = Widget()
+    ref = weakref.ref(target)
+    referrers_before = len(gc.get_referrers(target))
+    seen: list[int] = []
+    probe.read(visit=lambda objs, types: seen.append(len(objs)))
+    assert seen and seen[0] > 1000
+    assert len(gc.get_referrers(target)) == referrers_before
+    del target
+    assert ref() is None
+
+
+def test_census_does_not_force_a_collection():
+    collections = gc.get_stats()[2]["collections"]
+    CensusProbe().read()
+    assert gc.get_stats()[2]["collections"] == collections
+
+
+def test_process_probe_reads_memory():
+    values = ProcessProbe(uss=True).read()
+    assert values["rss"] > 1024**2
+    assert 0 < values["uss"] <= values["rss"]
+    assert values["py_blocks"] == pytest.approx(sys.getallocatedblocks(), rel=0.1)
+
+
+@pytest.fixture
+def probe():
+    if tracemalloc.is_tracing():
+        pytest.skip("something else is tracing")
+    p = SiteProbe(frames=1)
+    yield p
+    p.stop_window()
+
+
+def test_tracing_window_sees_only_what_was_allocated_since_it_opened(probe):
+    old = [bytearray(10_000) for _ in range(50)]
+    probe.start_window(0.0)
+    assert probe.active and tracemalloc.is_tracing()
+    new = [bytearray(10_000) for _ in range(100)]  # ALLOCATION-LINE
+    sizes, blocks = probe.read()
+    line = next(i for i, text in enumerate(open(__file__), 1) if "ALLOCATION-LINE" in text and "next(" not in text)
+    key = f"{__file__}:{line}"
+    assert 100 * 10_000 <= sizes[key] < 110 * 10_000
+    assert blocks[key] >= 100
+    assert probe.overhead()["trace_overhead"] > 0
+    probe.stop_window()
+    assert not tracemalloc.is_tracing()
+    del old, new
+
+
+def test_window_leaves_tracing_started_by_the_application_alone(probe):
+    tracemalloc.start()
+    try:
+        assert probe.external
+        probe.start_window(0.0)
+        probe.stop_window()
+        assert tracemalloc.is_tracing()
+    finally:
+        tracemalloc.stop()
+
+
+def test_own_frames_are_not_reported(probe):
+    probe.start_window(0.0)
+    probe.read()
+    sizes, _ = probe.read()
+    assert not [k for k in sizes if "/leakwatch/probes/" in k or k.endswith("tracemalloc.py")]
+
+
+def test_attribution_names_the_allocating_line_of_a_type(probe):
+    probe.start_window(0.0)
+    made = [Slotted() for _ in range(200)]  # SLOTTED-LINE
+    found = {}
+    CensusProbe().read(visit=lambda objs, types: found.update(probe.attribute(objs, types, [f"{__name__}.Slotted"])))
+    line = next(i for i, text in enumerate(open(__file__), 1) if "SLOTTED-LINE" in text and "next(" not in text)
+    assert found[f"{__name__}.Slotted"][0] == f"{__file__}:{line}"
+    del made
