@@ -102,6 +102,7 @@ class Verdict:
     suspects: tuple[Suspect, ...] = ()
     pending: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     triggers: tuple[str, ...] = ()
+    growing_at: float = -math.inf  # last time anything but a site was growing
 
 
 # --- statistics -----------------------------------------------------------------------------
@@ -436,6 +437,7 @@ def detect(history: History, prior: Verdict | None = None, params: Params | None
     blocks_trend = (_window_trend(blocks, now, p, "objects", warm) or _long_trend(blocks, now, p, "objects", warm)) if blocks is not None else None
     if blocks_trend is not None:
         triggers.append("process:py_blocks")
+        note("process:py_blocks")
 
     rss = history.get("process", PROCESS_SUSPECT_KEY)
     if rss is not None:
@@ -447,10 +449,12 @@ def detect(history: History, prior: Verdict | None = None, params: Params | None
         elif explained is False or (rss_trend is None and f"process:{PROCESS_SUSPECT_KEY}" in old):
             judge("process", PROCESS_SUSPECT_KEY, rss_trend, rss, confirm, "not explained by Python allocations")
 
-    wanted = bool(triggers) or any(s.kind != "site" for s in suspects)
-    _judge_sites(history, p, old, suspects, tracing, wanted, judge)
+    growing = bool(triggers) or any(not k.startswith("site:") for k in pending) or any(s.kind != "site" for s in suspects)
+    growing_at = now if growing else prior.growing_at
+    # A site suspect outlives its tracing window while something else grew within a window.
+    _judge_sites(history, p, old, suspects, tracing, now - growing_at <= p.window, judge)
     suspects.sort(key=lambda s: (s.kind, -s.growth_per_second))
-    return Verdict(suspects=tuple(suspects), pending=pending, triggers=tuple(dict.fromkeys(triggers)))
+    return Verdict(suspects=tuple(suspects), pending=pending, triggers=tuple(dict.fromkeys(triggers)), growing_at=growing_at)
 
 
 def _judge_sites(history: History, p: Params, old: Mapping[str, Suspect], suspects: list[Suspect], tracing: bool, wanted: bool, judge: Callable[..., None]) -> None:

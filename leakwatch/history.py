@@ -172,8 +172,11 @@ class History:
         return sum(len(table) for table in self._kinds.values())
 
     def own_objects(self) -> dict[str, int]:
-        """gc-tracked objects this history holds, by type key, for the census to leave out."""
-        return {"array.array": 3 * self.series_count()}
+        """What this history holds, for the probes to leave out: gc-tracked objects by type key,
+        and `py_blocks`, the interpreter blocks (each series: itself, three arrays and their
+        buffers, and its slot in a dict)."""
+        n = self.series_count()
+        return {"array.array": 3 * n, "py_blocks": 8 * n}
 
     def nbytes(self) -> int:
         """Bytes held in point arrays (the part that could grow; it is bounded)."""

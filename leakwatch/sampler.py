@@ -54,7 +54,7 @@ class Sampler:
             self._run("census", lambda: values.__setitem__("type", census.read(visit, own)), durations, failed)
         if self.process is not None:
             process = self.process
-            self._run("process", lambda: values.__setitem__("process", process.read()), durations, failed)
+            self._run("process", lambda: values.__setitem__("process", process.read((own or {}).get("py_blocks", 0))), durations, failed)
         window = 0
         if sites is not None and sites.active:
             window = sites.window

@@ -30,9 +30,10 @@ class ProcessProbe:
             self._pid = pid
         return self._proc
 
-    def read(self) -> dict[str, float]:
+    def read(self, own_blocks: int = 0) -> dict[str, float]:
+        """Read memory; `own_blocks` (leakwatch's own interpreter blocks) is left out of py_blocks."""
         proc = self._process()
-        values: dict[str, float] = {"py_blocks": float(sys.getallocatedblocks())}
+        values: dict[str, float] = {"py_blocks": float(sys.getallocatedblocks() - own_blocks)}
         if self.uss:
             full = proc.memory_full_info()
             values["rss"] = float(full.rss)

@@ -21,7 +21,7 @@ def test_demo_names_the_leaking_type_and_site_within_30_seconds_and_never_the_ca
     result = leakwatch("demo", "--duration", "30", env=subprocess_env)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    flagged = re.findall(r"^\[\s*([\d.]+)s\] LEAK SUSPECTED\s+(\w+) (\S+)", out, re.M)
+    flagged = re.findall(r"^\[\s*([\d.]+)s\] LEAK SUSPECTED\s+(\w+) (\S+): ", out, re.M)
     keys = {(kind, key) for _, kind, key in flagged}
     assert ("type", "leakwatch.demo.Session") in keys, out
     assert any(kind == "site" and re.search(r"leakwatch/demo\.py:\d+$", key) for kind, key in keys), out

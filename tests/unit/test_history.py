@@ -55,7 +55,7 @@ def test_absent_type_reads_as_zero():
 def test_own_objects_count_the_arrays():
     h = History()
     h.add(Sample(t=0.0, values={"type": {"a": 1.0, "b": 2.0}, "process": {"rss": 1.0}}))
-    assert h.own_objects() == {"array.array": 9}
+    assert h.own_objects() == {"array.array": 9, "py_blocks": 24}
 
 
 def test_memory_is_flat_over_ten_thousand_samples_with_churning_keys():
