@@ -85,7 +85,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("process", True, "bool", "Read process memory (RSS) each sample."),
     Option("uss", False, "bool", "Also read USS (unique set size); reads /proc/<pid>/smaps, which costs milliseconds on big processes."),
     Option("max_series", 256, "int", "Most keys tracked per kind (types, sites); the largest are kept, and every suspect.", 8, 100_000),
-    Option("history_points", 128, "int", "Points kept per key; older points are merged two into one.", 16, 100_000),
+    Option("history_points", 128, "int", "Points kept per key: the newest half raw, older samples merged into equal-time buckets.", 16, 100_000),
     Option("significance", 0.01, "float", "p-value a Mann-Kendall trend test must beat before growth counts.", 1e-9, 0.2),
     Option("min_growth_objects", 100, "int", "Least growth, in objects over a window, that can make a type a suspect.", 1, 1e12),
     Option("min_growth_bytes", 1024**2, "bytes", "Least growth, in bytes over a window, that can make a site or the process a suspect.", 1, 1e15),

@@ -1,0 +1,58 @@
+"""README tables and help texts that mirror code must agree with it."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+import pytest
+
+from leakwatch.cli import main
+from leakwatch.config import OPTIONS
+
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "README.md")
+
+
+def readme() -> str:
+    with open(README, encoding="utf-8") as f:
+        return f.read()
+
+
+def test_quick_start_gives_the_two_commands_first():
+    text = readme()
+    block = re.search(r"## Quick start\s+```sh\n(.*?)```", text, re.S)
+    assert block is not None
+    assert block.group(1).splitlines() == ["pip install -e . && leakwatch demo", "bash .ci/run"]
+    with open(os.path.join(os.path.dirname(README), ".ci", "run"), encoding="utf-8") as f:
+        assert "python -m pytest" in f.read()
+    assert "python -m pytest tests" in text
+
+
+def test_options_table_lists_every_option_with_its_env_name():
+    rows = re.findall(r"^\| `(\w+)` \| `(LEAKWATCH_\w+)` \| ([^|]+) \| (.+) \|$", readme(), re.M)
+    assert [(name, env) for name, env, _, _ in rows] == [(o.name, o.env) for o in OPTIONS]
+    for (name, _, default, meaning), opt in zip(rows, OPTIONS):
+        assert meaning == opt.help, name
+        shown = default.strip()
+        if opt.kind == "bool":
+            assert shown == str(opt.default).lower(), name
+        elif opt.kind == "bytes":
+            assert shown == f"{opt.default // 1024**2} MiB", name
+        elif opt.kind == "seconds":
+            assert shown == f"{opt.default:g} s", name
+        elif opt.kind == "str":
+            assert shown == '""', name
+        else:
+            assert shown == str(opt.default), name
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="argparse words its help differently on other versions")
+@pytest.mark.parametrize("args", [[], ["demo"], ["run"]])
+def test_readme_shows_the_real_help(args, monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit):
+        main([*args, "--help"])
+    help_text = capsys.readouterr().out.rstrip()
+    assert f"$ leakwatch {' '.join(args)} --help".replace("  ", " ") in readme()
+    assert help_text in readme()
