@@ -42,27 +42,48 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    demo = sub.add_parser("demo", help="run a small service with one real leak and one bounded cache, and watch it",
-                          description="Run a built-in service that leaks Session objects and keeps a bounded LRU cache, "
-                                      "with leakwatch watching it; suspects are printed as they are confirmed or cleared.")
-    demo.add_argument("--duration", type=_positive_seconds, default=45.0, metavar="SECONDS",
-                      help="stop after this many seconds (default 45; Ctrl-C stops sooner)")
-    demo.add_argument("--interval", type=_positive_seconds, default=0.25, metavar="SECONDS",
-                      help="time between samples (default 0.25)")
+    demo = sub.add_parser(
+        "demo",
+        help="run a small service with one real leak and one bounded cache, and watch it",
+        description="Run a built-in service that leaks Session objects and keeps a bounded LRU cache, "
+        "with leakwatch watching it; suspects are printed as they are confirmed or cleared.",
+    )
+    demo.add_argument(
+        "--duration",
+        type=_positive_seconds,
+        default=45.0,
+        metavar="SECONDS",
+        help="stop after this many seconds (default 45; Ctrl-C stops sooner)",
+    )
+    demo.add_argument(
+        "--interval", type=_positive_seconds, default=0.25, metavar="SECONDS", help="time between samples (default 0.25)"
+    )
 
-    run = sub.add_parser("run", help="run a Python program with leakwatch started inside it",
-                         description="Run COMMAND with leakwatch started inside every Python process it starts "
-                                     "(through a sitecustomize on PYTHONPATH), configured from LEAKWATCH_* and -o options. "
-                                     "When the program ends, its last suspects are printed on stderr.",
-                         usage="leakwatch run [-o NAME=VALUE]... [--report FILE] -- COMMAND [ARGS...]")
-    run.add_argument("-o", "--option", action="append", default=[], metavar="NAME=VALUE",
-                     help="set an option, as LEAKWATCH_NAME=VALUE would (repeatable)")
+    run = sub.add_parser(
+        "run",
+        help="run a Python program with leakwatch started inside it",
+        description="Run COMMAND with leakwatch started inside every Python process it starts "
+        "(through a sitecustomize on PYTHONPATH), configured from LEAKWATCH_* and -o options. "
+        "When the program ends, its last suspects are printed on stderr.",
+        usage="leakwatch run [-o NAME=VALUE]... [--report FILE] -- COMMAND [ARGS...]",
+    )
+    run.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set an option, as LEAKWATCH_NAME=VALUE would (repeatable)",
+    )
     run.add_argument("--report", metavar="FILE", help="also keep the last report there as JSON")
     run.add_argument("--quiet", action="store_true", help="do not print the suspects when the program ends")
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND", help="the program and its arguments")
 
-    sub.add_parser("options", help="list every option, its environment variable and default",
-                   description="List every option with its LEAKWATCH_* environment variable, default and meaning.")
+    sub.add_parser(
+        "options",
+        help="list every option, its environment variable and default",
+        description="List every option with its LEAKWATCH_* environment variable, default and meaning.",
+    )
     return parser
 
 
@@ -185,12 +206,20 @@ def run_demo(duration: float, interval: float, out: TextIO) -> int:
     from leakwatch.watcher import Watcher
 
     config = Config.from_options(
-        interval=interval, warmup=max(3.0, 8 * interval), window=max(10.0, 40 * interval),
-        trace_window=max(6.0, 24 * interval), min_growth_bytes=256 * 1024, log_suspects=False,
+        interval=interval,
+        warmup=max(3.0, 8 * interval),
+        window=max(10.0, 40 * interval),
+        trace_window=max(6.0, 24 * interval),
+        min_growth_bytes=256 * 1024,
+        log_suspects=False,
     )
     print(f"leakwatch demo: a service that leaks Session objects and keeps an LRU cache of {CACHE_SIZE} entries.", file=out)
-    print(f"Sampling every {config.interval:g} s; warm-up {config.warmup:g} s, window {config.window:g} s. "
-          f"Stops after {duration:g} s or on Ctrl-C.", file=out, flush=True)
+    print(
+        f"Sampling every {config.interval:g} s; warm-up {config.warmup:g} s, window {config.window:g} s. "
+        f"Stops after {duration:g} s or on Ctrl-C.",
+        file=out,
+        flush=True,
+    )
     service = DemoService().start()
     watcher = Watcher(config).start()
     start = time.monotonic()
@@ -205,8 +234,11 @@ def run_demo(duration: float, interval: float, out: TextIO) -> int:
         watcher.stop()
         service.stop()
     report = watcher.report()
-    print(f"after {time.monotonic() - start:.0f} s: {service.handled} requests, {len(service.sessions)} sessions kept, "
-          f"cache {len(service.cache)}/{CACHE_SIZE}; {report.samples} samples", file=out)
+    print(
+        f"after {time.monotonic() - start:.0f} s: {service.handled} requests, {len(service.sessions)} sessions kept, "
+        f"cache {len(service.cache)}/{CACHE_SIZE}; {report.samples} samples",
+        file=out,
+    )
     for s in report.suspects:
         print(f"  still suspected: {s.describe()}", file=out)
     return 0

@@ -75,20 +75,82 @@ def _fmt(x: float | None) -> str:
 OPTIONS: tuple[Option, ...] = (
     Option("enabled", True, "bool", "Master switch: when false, start() returns a watcher that never samples."),
     Option("interval", 5.0, "seconds", "Time between samples.", 0.01, 60.0),
-    Option("warmup", 60.0, "seconds", "Growth before this much time after start is ignored (imports, caches filling).", 0.0, 7 * 86400.0),
-    Option("window", 300.0, "seconds", "How much recent history a verdict weighs; also how long growth must have stopped before a suspect is cleared. At least 5 intervals.", 0.05, 30 * 86400.0),
-    Option("tracemalloc", "auto", "choice", "Allocation-site tracing: 'auto' traces in bounded windows only while a cheap signal suspects a leak; 'always' traces from start (costly; for development); 'off' never traces.", choices=TRACEMALLOC_MODES),
-    Option("trace_frames", 1, "int", "Frames kept per traced allocation (1 = the allocating line; more adds its callers to site keys, at a cost).", 1, 64),
+    Option(
+        "warmup",
+        60.0,
+        "seconds",
+        "Growth before this much time after start is ignored (imports, caches filling).",
+        0.0,
+        7 * 86400.0,
+    ),
+    Option(
+        "window",
+        300.0,
+        "seconds",
+        "How much recent history a verdict weighs; also how long growth must have stopped before a suspect is cleared. "
+        "At least 5 intervals.",
+        0.05,
+        30 * 86400.0,
+    ),
+    Option(
+        "tracemalloc",
+        "auto",
+        "choice",
+        "Allocation-site tracing: 'auto' traces in bounded windows only while a cheap signal suspects a leak; "
+        "'always' traces from start (costly; for development); 'off' never traces.",
+        choices=TRACEMALLOC_MODES,
+    ),
+    Option(
+        "trace_frames",
+        1,
+        "int",
+        "Frames kept per traced allocation (1 = the allocating line; more adds its callers to site keys, at a cost).",
+        1,
+        64,
+    ),
     Option("trace_window", 60.0, "seconds", "Length of one tracing window in 'auto' mode. At least 4 intervals.", 0.04, 86400.0),
-    Option("trace_max_memory", 32 * 1024**2, "bytes", "A tracing window ends early when tracemalloc's own memory passes this, which bounds the cost of a snapshot.", 1024**2, 64 * 1024**3),
+    Option(
+        "trace_max_memory",
+        32 * 1024**2,
+        "bytes",
+        "A tracing window ends early when tracemalloc's own memory passes this, which bounds the cost of a snapshot.",
+        1024**2,
+        64 * 1024**3,
+    ),
     Option("census", True, "bool", "Count live gc-tracked objects per type each sample."),
     Option("process", True, "bool", "Read process memory (RSS) each sample."),
-    Option("uss", False, "bool", "Also read USS (unique set size); reads /proc/<pid>/smaps, which costs milliseconds on big processes."),
-    Option("max_series", 256, "int", "Most keys tracked per kind (types, sites); the largest are kept, and every suspect.", 8, 100_000),
-    Option("history_points", 128, "int", "Points kept per key: the newest half raw, older samples merged into equal-time buckets.", 16, 100_000),
+    Option(
+        "uss",
+        False,
+        "bool",
+        "Also read USS (unique set size); reads /proc/<pid>/smaps, which costs milliseconds on big processes.",
+    ),
+    Option(
+        "max_series",
+        256,
+        "int",
+        "Most keys tracked per kind (types, sites); the largest are kept, and every suspect.",
+        8,
+        100_000,
+    ),
+    Option(
+        "history_points",
+        128,
+        "int",
+        "Points kept per key: the newest half raw, older samples merged into equal-time buckets.",
+        16,
+        100_000,
+    ),
     Option("significance", 0.01, "float", "p-value a Mann-Kendall trend test must beat before growth counts.", 1e-9, 0.2),
     Option("min_growth_objects", 100, "int", "Least growth, in objects over a window, that can make a type a suspect.", 1, 1e12),
-    Option("min_growth_bytes", 1024**2, "bytes", "Least growth, in bytes over a window, that can make a site or the process a suspect.", 1, 1e15),
+    Option(
+        "min_growth_bytes",
+        1024**2,
+        "bytes",
+        "Least growth, in bytes over a window, that can make a site or the process a suspect.",
+        1,
+        1e15,
+    ),
     Option("log_suspects", True, "bool", "Log a warning when a suspect is confirmed and an info line when it clears."),
     Option("report_file", "", "str", "When set, the last report is written there as JSON when the watcher stops."),
 )
@@ -192,7 +254,10 @@ def _parse_env(opt: Option, raw: str) -> Any:
     except (ValueError, ConfigError):
         logger.warning(
             "leakwatch: %s=%r is not valid (allowed: %s); using the default %r",
-            opt.env, raw, opt.allowed(), opt.default,
+            opt.env,
+            raw,
+            opt.allowed(),
+            opt.default,
         )
         return opt.default
 

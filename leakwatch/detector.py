@@ -118,12 +118,7 @@ def subsample(n: int, limit: int = MAX_POINTS) -> list[int]:
 
 def theil_sen(t: Sequence[float], v: Sequence[float]) -> float:
     """Median of the slopes between every pair of points (robust to ~29% outliers)."""
-    slopes = [
-        (v[j] - v[i]) / (t[j] - t[i])
-        for i in range(len(t))
-        for j in range(i + 1, len(t))
-        if t[j] > t[i]
-    ]
+    slopes = [(v[j] - v[i]) / (t[j] - t[i]) for i in range(len(t)) for j in range(i + 1, len(t)) if t[j] > t[i]]
     if not slopes:
         return 0.0
     slopes.sort()
@@ -133,13 +128,13 @@ def theil_sen(t: Sequence[float], v: Sequence[float]) -> float:
 
 def lag1_autocorrelation(t: Sequence[float], v: Sequence[float], slope: float) -> float:
     """Lag-1 autocorrelation of the residuals around a line of this slope."""
-    r = [vi - slope * ti for ti, vi in zip(t, v)]
+    r = [vi - slope * ti for ti, vi in zip(t, v, strict=False)]
     mean = sum(r) / len(r)
     d = [x - mean for x in r]
     den = sum(x * x for x in d)
     if den <= 0:
         return 0.0
-    return sum(a * b for a, b in zip(d, d[1:])) / den
+    return sum(a * b for a, b in zip(d, d[1:], strict=False)) / den
 
 
 def mann_kendall(v: Sequence[float], rho: float = 0.0) -> float:
@@ -177,17 +172,24 @@ def quarter_floors(t: Sequence[float], lo: Sequence[float], hi: Sequence[float])
     width = (t1 - t0) / 4 or 1.0
     floors = [math.inf] * 4
     peaks = [-math.inf] * 4
-    for ti, l, h in zip(t, lo, hi):
+    for ti, low, high in zip(t, lo, hi, strict=True):
         q = min(3, int((ti - t0) / width))
-        floors[q] = min(floors[q], l)
-        peaks[q] = max(peaks[q], h)
+        floors[q] = min(floors[q], low)
+        peaks[q] = max(peaks[q], high)
     for q in range(1, 4):
         if floors[q] == math.inf:
             floors[q], peaks[q] = floors[q - 1], peaks[q - 1]
     return floors, peaks
 
 
-def assess(t: Sequence[float], lo: Sequence[float], hi: Sequence[float], min_rate: float, significance: float, past: Callable[[], float] | None = None) -> Trend | None:
+def assess(
+    t: Sequence[float],
+    lo: Sequence[float],
+    hi: Sequence[float],
+    min_rate: float,
+    significance: float,
+    past: Callable[[], float] | None = None,
+) -> Trend | None:
     """The growth test of the module docstring on one window of points; None if not growing."""
     n = len(t)
     if n < MIN_POINTS or t[-1] <= t[0]:
@@ -221,8 +223,8 @@ def assess(t: Sequence[float], lo: Sequence[float], hi: Sequence[float], min_rat
     if theil_sen(ts[half:], vs[half:]) < KEEP_PACE * theil_sen(ts[: half + 1], vs[: half + 1]):
         return None
     since = t[0]
-    for ti, l in zip(t, lo):
-        if l <= floors[0]:
+    for ti, low in zip(t, lo, strict=True):
+        if low <= floors[0]:
             since = ti
     return Trend(slope=slope, p=p, current=lo[-1], since=since)
 
@@ -371,7 +373,13 @@ def rss_explained(history: History, p: Params, python_growing: bool) -> bool | N
     return None if p.can_trace else False
 
 
-def detect(history: History, prior: Verdict | None = None, params: Params | None = None, type_sites: Mapping[str, tuple[str, ...]] | None = None, tracing: bool = False) -> Verdict:
+def detect(
+    history: History,
+    prior: Verdict | None = None,
+    params: Params | None = None,
+    type_sites: Mapping[str, tuple[str, ...]] | None = None,
+    tracing: bool = False,
+) -> Verdict:
     """Decide what leaks now, from the history and the previous verdict.
 
     `type_sites` are allocation sites sampled this tick for type keys; `tracing` says a
@@ -409,12 +417,16 @@ def detect(history: History, prior: Verdict | None = None, params: Params | None
             sites = type_sites.get(key) or (before.sites if before else ())
             suspects.append(
                 Suspect(
-                    kind=kind, key=key, unit=unit, current=trend.current,
+                    kind=kind,
+                    key=key,
+                    unit=unit,
+                    current=trend.current,
                     growth_per_second=trend.slope,
                     since=before.since if before else trend.since + p.epoch,
                     confidence=1.0 - trend.p,
                     confirmed_at=before.confirmed_at if before else now + p.epoch,
-                    sites=sites, detail=detail,
+                    sites=sites,
+                    detail=detail,
                 )
             )
         elif before is not None and still_growing(series, now, p.window, 0.05 * p.min_rate(unit) * p.window):
@@ -434,7 +446,11 @@ def detect(history: History, prior: Verdict | None = None, params: Params | None
         triggers.extend(f"type:{s.key}" for s in suspects if s.kind == "type" and not s.sites)
 
     blocks = history.get("process", "py_blocks")
-    blocks_trend = (_window_trend(blocks, now, p, "objects", warm) or _long_trend(blocks, now, p, "objects", warm)) if blocks is not None else None
+    blocks_trend = (
+        (_window_trend(blocks, now, p, "objects", warm) or _long_trend(blocks, now, p, "objects", warm))
+        if blocks is not None
+        else None
+    )
     if blocks_trend is not None:
         triggers.append("process:py_blocks")
         note("process:py_blocks")
@@ -457,7 +473,15 @@ def detect(history: History, prior: Verdict | None = None, params: Params | None
     return Verdict(suspects=tuple(suspects), pending=pending, triggers=tuple(dict.fromkeys(triggers)), growing_at=growing_at)
 
 
-def _judge_sites(history: History, p: Params, old: Mapping[str, Suspect], suspects: list[Suspect], tracing: bool, wanted: bool, judge: Callable[..., None]) -> None:
+def _judge_sites(
+    history: History,
+    p: Params,
+    old: Mapping[str, Suspect],
+    suspects: list[Suspect],
+    tracing: bool,
+    wanted: bool,
+    judge: Callable[..., None],
+) -> None:
     """Sites grow only within a tracing window; between windows, a site suspect stands while
     something else still grows (its trigger), and a new window re-judges it."""
     sites = history.kind("site")

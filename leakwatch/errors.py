@@ -26,7 +26,4 @@ class MissingDependency(LeakwatchError, ImportError):
     def __init__(self, package: str, extra: str) -> None:
         self.package = package
         self.extra = extra
-        super().__init__(
-            f"leakwatch needs {package!r} for this; install it with "
-            f"pip install 'leakwatch-agent[{extra}]'"
-        )
+        super().__init__(f"leakwatch needs {package!r} for this; install it with pip install 'leakwatch-agent[{extra}]'")

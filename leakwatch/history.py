@@ -132,14 +132,21 @@ class History:
         newcomers.sort(reverse=True)
         for value, key in newcomers[: max(room, 0)]:
             self._new_series(table, key, t, value)
-        rest = newcomers[max(room, 0):]
+        rest = newcomers[max(room, 0) :]
         if rest:
             self._displace(kind, table, rest, t, protected)
 
-    def _displace(self, kind: str, table: dict[str, Series], newcomers: list[tuple[float, str]], t: float, protected: Collection[tuple[str, str]]) -> None:
+    def _displace(
+        self,
+        kind: str,
+        table: dict[str, Series],
+        newcomers: list[tuple[float, str]],
+        t: float,
+        protected: Collection[tuple[str, str]],
+    ) -> None:
         """Let the biggest newcomers displace the smallest unprotected series."""
         smallest = sorted((s.hi[-1], k) for k, s in table.items() if (kind, k) not in protected)
-        for (value, key), (old_value, old_key) in zip(newcomers, smallest):
+        for (value, key), (old_value, old_key) in zip(newcomers, smallest, strict=False):
             if value <= old_value:
                 break
             del table[old_key]

@@ -54,7 +54,9 @@ class Sampler:
             self._run("census", lambda: values.__setitem__("type", census.read(visit, own)), durations, failed)
         if self.process is not None:
             process = self.process
-            self._run("process", lambda: values.__setitem__("process", process.read((own or {}).get("py_blocks", 0))), durations, failed)
+            self._run(
+                "process", lambda: values.__setitem__("process", process.read((own or {}).get("py_blocks", 0))), durations, failed
+            )
         window = 0
         if sites is not None and sites.active:
             window = sites.window
@@ -77,6 +79,11 @@ class Sampler:
             self.errors[name] += 1
             failed.append(name)
             first = self.errors[name] == 1
-            logger.log(logging.WARNING if first else logging.DEBUG, "leakwatch: probe %r failed; the other probes go on", name, exc_info=first)
+            logger.log(
+                logging.WARNING if first else logging.DEBUG,
+                "leakwatch: probe %r failed; the other probes go on",
+                name,
+                exc_info=first,
+            )
         finally:
             durations[name] = time.perf_counter() - start

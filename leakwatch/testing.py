@@ -1,8 +1,8 @@
 """Helpers for tests, ours and users': a fake clock and a detector driven by made-up signals.
 
-    from leakwatch.testing import simulate
-    verdicts = simulate({("type", "app.Session"): lambda t: 10 * t}, duration=120, interval=1)
-    assert verdicts[-1].suspects
+from leakwatch.testing import simulate
+verdicts = simulate({("type", "app.Session"): lambda t: 10 * t}, duration=120, interval=1)
+assert verdicts[-1].suspects
 """
 
 from __future__ import annotations

@@ -22,9 +22,16 @@ SLICE = 32_768
 # Objects leakwatch itself keeps between ticks are not the application's to worry about.
 OWN_MODULES = frozenset(
     {
-        "leakwatch.config", "leakwatch.model", "leakwatch.history", "leakwatch.detector",
-        "leakwatch.sampler", "leakwatch.watcher", "leakwatch.probes.census",
-        "leakwatch.probes.sites", "leakwatch.probes.process", "leakwatch.errors",
+        "leakwatch.config",
+        "leakwatch.model",
+        "leakwatch.history",
+        "leakwatch.detector",
+        "leakwatch.sampler",
+        "leakwatch.watcher",
+        "leakwatch.probes.census",
+        "leakwatch.probes.sites",
+        "leakwatch.probes.process",
+        "leakwatch.errors",
     }
 )
 

@@ -18,8 +18,6 @@ from collections.abc import Iterable, Mapping
 from itertools import compress, islice, repeat
 from operator import is_
 
-
-
 _OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Sampled instances per suspect type, and how far back from the newest objects to look.
 INSTANCES_PER_TYPE = 32
@@ -33,8 +31,15 @@ def site_key(frames: Iterable[tracemalloc.Frame]) -> str:
 
 # leakwatch's own files; the demo service (leakwatch/demo.py) is left visible on purpose.
 _OWN_FILES = (
-    "__init__.py", "config.py", "detector.py", "errors.py", "history.py", "model.py",
-    "sampler.py", "watcher.py", os.path.join("probes", "*"),
+    "__init__.py",
+    "config.py",
+    "detector.py",
+    "errors.py",
+    "history.py",
+    "model.py",
+    "sampler.py",
+    "watcher.py",
+    os.path.join("probes", "*"),
 )
 
 
@@ -118,8 +123,8 @@ class SiteProbe:
                     break
         keys = [site_key(s.traceback) for s in top]
         return (
-            {k: float(s.size) for k, s in zip(keys, top)},
-            {k: float(s.count) for k, s in zip(keys, top)},
+            {k: float(s.size) for k, s in zip(keys, top, strict=False)},
+            {k: float(s.count) for k, s in zip(keys, top, strict=False)},
         )
 
     def overhead(self) -> dict[str, float]:

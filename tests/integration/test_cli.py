@@ -30,8 +30,17 @@ def test_demo_names_the_leaking_type_and_site_within_30_seconds_and_never_the_ca
     assert not any("_cached" in key or "OrderedDict" in key for _, key in keys)
 
 
-@pytest.mark.parametrize("args", [["bogus"], ["demo", "--duration", "-3"], ["demo", "--interval", "x"], ["run"],
-                                  ["run", "-o", "interval=fast", "--", "true"], ["run", "-o", "nonsense=1", "--", "true"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["bogus"],
+        ["demo", "--duration", "-3"],
+        ["demo", "--interval", "x"],
+        ["run"],
+        ["run", "-o", "interval=fast", "--", "true"],
+        ["run", "-o", "nonsense=1", "--", "true"],
+    ],
+)
 def test_bad_arguments_get_one_line_and_exit_2(args, subprocess_env):
     result = leakwatch(*args, env=subprocess_env, timeout=30)
     assert result.returncode == 2
@@ -48,8 +57,21 @@ def test_run_starts_the_watcher_inside_the_program_and_reports(subprocess_env, t
         "sys.exit(7)\n"
     )
     report = tmp_path / "report.json"
-    result = leakwatch("run", "-o", "interval=0.05", "-o", "window=1", "-o", "trace_window=0.5", "--report", str(report),
-                       "--", sys.executable, str(program), env=subprocess_env)
+    result = leakwatch(
+        "run",
+        "-o",
+        "interval=0.05",
+        "-o",
+        "window=1",
+        "-o",
+        "trace_window=0.5",
+        "--report",
+        str(report),
+        "--",
+        sys.executable,
+        str(program),
+        env=subprocess_env,
+    )
     assert result.returncode == 7  # the program's own exit code
     assert "'leakwatch'" in result.stdout
     data = json.loads(report.read_text())

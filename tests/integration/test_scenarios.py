@@ -54,8 +54,18 @@ def run_program(name: str, tmp: str) -> dict[str, Any]:
     env.update(SETTINGS)
     env["SCENARIO_SECONDS"] = str(SECONDS)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH", "")) if p)
-    command = [sys.executable, "-m", "leakwatch", "run", "--quiet", "--report", report, "--",
-               sys.executable, os.path.join(PROGRAMS, f"{name}.py")]
+    command = [
+        sys.executable,
+        "-m",
+        "leakwatch",
+        "run",
+        "--quiet",
+        "--report",
+        report,
+        "--",
+        sys.executable,
+        os.path.join(PROGRAMS, f"{name}.py"),
+    ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=SECONDS + 60, cwd=tmp)
     assert result.returncode == 0, result.stderr
     with open(report, encoding="utf-8") as f:
@@ -68,7 +78,7 @@ def run_program(name: str, tmp: str) -> dict[str, Any]:
 def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     tmp = str(tmp_path_factory.mktemp("scenarios"))
     with ThreadPoolExecutor(max_workers=4) as pool:
-        results = dict(zip(NAMES, pool.map(lambda n: run_program(n, tmp), NAMES)))
+        results = dict(zip(NAMES, pool.map(lambda n: run_program(n, tmp), NAMES), strict=False))
     return results
 
 
@@ -78,8 +88,15 @@ def found(report: dict[str, Any]) -> set[tuple[str, str]]:
 
 def test_every_leak_kind_in_the_issue_has_a_program():
     assert {"leak_steady", "leak_stepwise", "leak_trickle_in_churn", "leak_c_extension", "leak_untracked_bytes"} <= set(NAMES)
-    assert {"clean_bounded_cache", "clean_sawtooth", "clean_random_walk", "clean_startup_load",
-            "clean_ttl_cache", "clean_gc_cycles", "clean_bounded_deque"} <= set(NAMES)
+    assert {
+        "clean_bounded_cache",
+        "clean_sawtooth",
+        "clean_random_walk",
+        "clean_startup_load",
+        "clean_ttl_cache",
+        "clean_gc_cycles",
+        "clean_bounded_deque",
+    } <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("leak_")])

@@ -72,11 +72,13 @@ def test_module_level_start_returns_the_running_watcher_and_warns_on_other_optio
 
 
 def test_a_stopped_watcher_is_garbage_collected():
-    w = Watcher(**FAST).start()
-    wait_for(lambda: w.report().samples >= 2)
-    w.stop()
-    ref = weakref.ref(w)
-    del w
+    def run_and_stop() -> weakref.ref[Watcher]:
+        w = Watcher(**FAST).start()
+        wait_for(lambda: w.report().samples >= 2)
+        w.stop()
+        return weakref.ref(w)
+
+    ref = run_and_stop()
     gc.collect()
     assert ref() is None
 
@@ -173,7 +175,9 @@ def test_census_ticks_keep_history_bounded():
 
 
 def run_child(python: str, code: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([python, "-X", "dev", "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [python, "-X", "dev", "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_process_exits_promptly_and_silently_with_a_running_watcher(python, subprocess_env):

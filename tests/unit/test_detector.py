@@ -73,7 +73,9 @@ def test_slow_trickle_inside_heavy_churn_is_flagged():
 def test_new_type_appearing_late_is_tracked_and_flagged():
     verdicts = simulate(
         {TYPE: lambda t: None if t < 100 else 20 * (t - 100), ("type", "dict"): lambda t: 50_000},
-        duration=220, interval=1, params=PARAMS,
+        duration=220,
+        interval=1,
+        params=PARAMS,
     )
     assert keys_ever(verdicts[-1:]) == {"app.Thing"}
 
@@ -111,7 +113,9 @@ def test_working_set_random_walking_around_a_mean():
 
 
 def test_one_time_load_after_start():
-    verdicts = simulate({TYPE: lambda t: 200 if t < 90 else 200 + min(50_000, 20_000 * (t - 90))}, duration=400, interval=1, params=PARAMS)
+    verdicts = simulate(
+        {TYPE: lambda t: 200 if t < 90 else 200 + min(50_000, 20_000 * (t - 90))}, duration=400, interval=1, params=PARAMS
+    )
     assert keys_ever(verdicts) == set()
 
 

@@ -9,8 +9,15 @@ from leakwatch.model import Report, Suspect, suspect_id, unit_of
 
 
 def make_suspect(**kw) -> Suspect:
-    base = dict(kind="type", key="app.models.Session", unit="objects", current=1200.0,
-                growth_per_second=3.5, since=1_700_000_000.0, confidence=0.999)
+    base = dict(
+        kind="type",
+        key="app.models.Session",
+        unit="objects",
+        current=1200.0,
+        growth_per_second=3.5,
+        since=1_700_000_000.0,
+        confidence=0.999,
+    )
     return Suspect(**{**base, **kw})
 
 
@@ -31,8 +38,17 @@ def test_units_follow_kind_and_key():
 
 
 def test_report_round_trips_through_json():
-    report = Report(time=1.5, samples=3, suspects=(make_suspect(sites=("app.py:10",)),), candidates=("type:list",),
-                    tracing="idle", errors={"census": 1}, durations={"census": 0.01}, series=7, history_bytes=100)
+    report = Report(
+        time=1.5,
+        samples=3,
+        suspects=(make_suspect(sites=("app.py:10",)),),
+        candidates=("type:list",),
+        tracing="idle",
+        errors={"census": 1},
+        durations={"census": 0.01},
+        series=7,
+        history_bytes=100,
+    )
     again = Report.from_dict(json.loads(json.dumps(report.to_dict())))
     assert again == report
 

@@ -32,7 +32,7 @@ def test_quick_start_gives_the_two_commands_first():
 def test_options_table_lists_every_option_with_its_env_name():
     rows = re.findall(r"^\| `(\w+)` \| `(LEAKWATCH_\w+)` \| ([^|]+) \| (.+) \|$", readme(), re.M)
     assert [(name, env) for name, env, _, _ in rows] == [(o.name, o.env) for o in OPTIONS]
-    for (name, _, default, meaning), opt in zip(rows, OPTIONS):
+    for (name, _, default, meaning), opt in zip(rows, OPTIONS, strict=False):
         assert meaning == opt.help, name
         shown = default.strip()
         if opt.kind == "bool":

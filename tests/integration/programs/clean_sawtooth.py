@@ -59,9 +59,7 @@ def main() -> int:
         request_id += 1
         if now >= next_flush:
             flush(buffer)
-            next_flush += FLUSH_INTERVAL_SECONDS + rng.uniform(
-                -FLUSH_JITTER_SECONDS, FLUSH_JITTER_SECONDS
-            )
+            next_flush += FLUSH_INTERVAL_SECONDS + rng.uniform(-FLUSH_JITTER_SECONDS, FLUSH_JITTER_SECONDS)
         time.sleep(PACE_SECONDS)
     return 0
 

@@ -31,9 +31,7 @@ class Row:
 
     __slots__ = ("row_id", "name", "price", "tags")
 
-    def __init__(
-        self, row_id: int, name: str, price: float, tags: tuple[str, ...]
-    ) -> None:
+    def __init__(self, row_id: int, name: str, price: float, tags: tuple[str, ...]) -> None:
         self.row_id = row_id
         self.name = name
         self.price = price
@@ -45,20 +43,14 @@ def load_table() -> dict[int, Row]:
     table: dict[int, Row] = {}
     for start in range(0, TABLE_ROWS, PAGE_ROWS):
         for row_id in range(start, start + PAGE_ROWS):
-            table[row_id] = Row(
-                row_id, f"product-{row_id}", row_id * 0.01, tag_choices[row_id % 4]
-            )
+            table[row_id] = Row(row_id, f"product-{row_id}", row_id * 0.01, tag_choices[row_id % 4])
         time.sleep(PAGE_PAUSE_SECONDS)
     return table
 
 
 def handle_request(table: dict[int, Row], rng: random.Random) -> int:
     rows = [table[rng.randrange(TABLE_ROWS)] for _ in range(LOOKUPS_PER_REQUEST)]
-    response = {
-        "items": [
-            {"id": r.row_id, "name": r.name, "price": f"{r.price:.2f}"} for r in rows
-        ]
-    }
+    response = {"items": [{"id": r.row_id, "name": r.name, "price": f"{r.price:.2f}"} for r in rows]}
     return len(response["items"])
 
 
