@@ -152,7 +152,12 @@ OPTIONS: tuple[Option, ...] = (
         1e15,
     ),
     Option("log_suspects", True, "bool", "Log a warning when a suspect is confirmed and an info line when it clears."),
-    Option("report_file", "", "str", "When set, the last report is written there as JSON when the watcher stops."),
+    Option(
+        "report_file",
+        "",
+        "str",
+        "When set, the report is written there as JSON whenever the suspects change and when the watcher stops.",
+    ),
 )
 OPTION_NAMES = tuple(o.name for o in OPTIONS)
 _BY_NAME = {o.name: o for o in OPTIONS}

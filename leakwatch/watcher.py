@@ -197,6 +197,9 @@ class Watcher:
             history_bytes=self._history.nbytes(),
         )
         self._report = report
+        if {s.id for s in verdict.suspects} != {s.id for s in new.suspects}:
+            # A process killed by a signal never reaches stop(): keep the file current.
+            self._write_report_file()
         return report
 
     def _steer_tracing(self, verdict: detector.Verdict, now: float) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import os
 import subprocess
@@ -228,3 +229,21 @@ def test_watcher_runs_again_in_a_forked_child(python, subprocess_env):
     """
     result = run_child(python, code, subprocess_env)
     assert result.stdout.strip() == "child 0", result.stderr
+
+
+def test_report_file_is_kept_current_while_suspects_change(tmp_path):
+    path = tmp_path / "report.json"
+
+    class Hoarded:
+        pass
+
+    hoard = []
+    w = Watcher(interval=0.05, warmup=0.0, window=1.0, trace_window=0.5, log_suspects=False, report_file=str(path))
+    for _ in range(200):
+        hoard.extend(Hoarded() for _ in range(50))
+        w.sample_now()
+        if path.exists():
+            break
+    assert path.exists(), "no report written while a suspect appeared"
+    keys = [s["key"] for s in json.loads(path.read_text())["suspects"]]
+    assert any(k.endswith("Hoarded") for k in keys)
