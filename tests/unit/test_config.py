@@ -14,6 +14,8 @@ def test_defaults_match_the_option_table():
     config = Config.from_options(env={})
     for opt in OPTIONS:
         assert getattr(config, opt.name) == opt.default, opt.name
+        if opt.intervals is not None:
+            assert opt.default == opt.intervals * config.interval, opt.name
 
 
 def test_keyword_beats_env_beats_default():
@@ -21,7 +23,7 @@ def test_keyword_beats_env_beats_default():
     config = Config.from_options(env=env, interval=0.5)
     assert config.interval == 0.5
     assert config.warmup == 7.0
-    assert config.window == 300.0
+    assert config.window == 30.0  # 60 intervals
 
 
 def test_env_understands_units_and_booleans():
@@ -75,10 +77,11 @@ def test_window_shorter_than_five_intervals_is_refused_for_keywords():
         Config.from_options(env={}, interval=10, window=20)
 
 
-def test_relations_adjust_defaults_silently():
-    config = Config.from_options(env={}, interval=60)
-    assert config.window == 300.0
-    assert config.trace_window == 240.0
+def test_time_options_not_given_follow_the_interval():
+    config = Config.from_options(env={}, interval=0.1)
+    assert (config.warmup, config.window, config.trace_window) == (1.2, 6.0, 1.2)
+    config = Config.from_options(env={"LEAKWATCH_INTERVAL": "60"}, window=600)
+    assert (config.warmup, config.window, config.trace_window) == (720.0, 600.0, 720.0)
 
 
 def test_bad_env_value_warns_and_falls_back(caplog):

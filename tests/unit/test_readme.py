@@ -39,6 +39,8 @@ def test_options_table_lists_every_option_with_its_env_name():
             assert shown == str(opt.default).lower(), name
         elif opt.kind == "bytes":
             assert shown == f"{opt.default // 1024**2} MiB", name
+        elif opt.intervals is not None:
+            assert shown == f"{opt.intervals:g} intervals ({opt.default:g} s)", name
         elif opt.kind == "seconds":
             assert shown == f"{opt.default:g} s", name
         elif opt.kind == "str":
