@@ -48,10 +48,10 @@ def expectations(name: str) -> set[tuple[str, str]]:
     return wanted
 
 
-def run_program(name: str, tmp: str) -> dict[str, Any]:
+def run_program(name: str, tmp: str, settings: dict[str, str] = SETTINGS) -> dict[str, Any]:
     report = os.path.join(tmp, f"{name}.json")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEAKWATCH_")}
-    env.update(SETTINGS)
+    env.update(settings)
     env["SCENARIO_SECONDS"] = str(SECONDS)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH", "")) if p)
     command = [
@@ -121,3 +121,17 @@ def test_process_suspect_only_when_python_does_not_explain_rss(reports):
     for name, report in reports.items():
         has_process = any(kind == "process" for kind, _ in found(report))
         assert has_process == (name == "leak_c_extension"), name
+
+
+def test_interval_alone_sets_a_short_judging_scale(tmp_path):
+    """Only LEAKWATCH_INTERVAL: warm-up, window and tracing follow it, thresholds stay default."""
+    settings = {"LEAKWATCH_INTERVAL": "0.1", "LEAKWATCH_LOG_SUSPECTS": "false"}
+    names = ["leak_steady", "leak_c_extension", "clean_bounded_cache", "clean_sawtooth"]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = dict(zip(names, pool.map(lambda n: run_program(n, str(tmp_path), settings), names), strict=True))
+    for name, report in results.items():
+        wanted = expectations(name)
+        if wanted:
+            assert wanted <= found(report), f"{name}: expected {wanted}, got {sorted(found(report))}"
+        else:
+            assert report["suspects"] == [], f"{name}: false alarm {sorted(found(report))}"
