@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run COMMAND with leakwatch started inside every Python process it starts "
         "(through a sitecustomize on PYTHONPATH), configured from LEAKWATCH_* and -o options. "
         "When the program ends, its last suspects are printed on stderr.",
-        usage="leakwatch run [-o NAME=VALUE]... [--report FILE] -- COMMAND [ARGS...]",
+        usage="leakwatch run [-o NAME=VALUE]... [--report FILE] [--quiet] -- COMMAND [ARGS...]",
     )
     run.add_argument(
         "-o",
@@ -118,6 +119,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except CLIError as e:
         print(f"leakwatch: error: {e}", file=sys.stderr)
         return e.exit_code
+    except ConfigError as e:
+        print(f"leakwatch: error: {e}", file=sys.stderr)
+        return 2
 
 
 # --- leakwatch options -------------------------------------------------------------------------
@@ -141,14 +145,44 @@ def run_program(argv: Sequence[str], options: Sequence[str], report: str | None,
         raise CLIError("run needs a command after '--', for example: leakwatch run -- python app.py")
     env = dict(os.environ)
     env.update(_option_env(options))
+    if report:
+        _remove(report)
     with tempfile.TemporaryDirectory(prefix="leakwatch-") as tmp:
-        report_path = report or os.path.join(tmp, "report.json")
-        env["LEAKWATCH_REPORT_FILE"] = os.path.abspath(report_path)
+        # Every Python process the command starts writes its own report, named by its pid.
+        env["LEAKWATCH_REPORT_FILE"] = os.path.join(tmp, "report-{pid}.json")
         env["PYTHONPATH"] = os.pathsep.join(p for p in (BOOTSTRAP_DIR, env.get("PYTHONPATH", "")) if p)
-        code = _spawn(command, env)
-        if not quiet:
-            _print_final_report(report_path, sys.stderr)
+        pid, code = _spawn(command, env)
+        reports = _load_reports(tmp)
+    main_pid = pid if pid in reports else max(reports, key=lambda p: reports[p].samples, default=None)
+    if report and main_pid is not None:
+        with open(report, "w", encoding="utf-8") as f:
+            json.dump(reports[main_pid].to_dict(), f, indent=2)
+    if not quiet:
+        _print_reports(reports, main_pid, sys.stderr)
     return code
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise CLIError(f"cannot replace the report file {path!r}: {e.strerror or e}") from None
+
+
+def _load_reports(folder: str) -> dict[int, Report]:
+    reports: dict[int, Report] = {}
+    for name in os.listdir(folder):
+        m = re.fullmatch(r"report-(\d+)\.json", name)
+        if not m:
+            continue
+        try:
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                reports[int(m.group(1))] = Report.from_dict(json.load(f))
+        except (OSError, ValueError):
+            continue
+    return reports
 
 
 def _option_env(options: Sequence[str]) -> dict[str, str]:
@@ -167,35 +201,46 @@ def _option_env(options: Sequence[str]) -> dict[str, str]:
     return env
 
 
-def _spawn(command: list[str], env: dict[str, str]) -> int:
+def _spawn(command: list[str], env: dict[str, str]) -> tuple[int, int]:
+    """Run the command to its end; return its pid and exit code (128+N if killed by signal N)."""
     try:
         proc = subprocess.Popen(command, env=env)
     except OSError as e:
         raise CLIError(f"cannot run {command[0]!r}: {e.strerror or e}", exit_code=127) from None
 
     def forward(signum: int, _frame: object) -> None:
-        proc.send_signal(signum)
+        # Ctrl-C already reached the child through the terminal's process group; forward
+        # only a signal sent to this process alone.
+        if signum != signal.SIGINT or not _in_terminal_foreground():
+            proc.send_signal(signum)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return proc.wait()
+        code = proc.wait()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+    return proc.pid, 128 - code if code < 0 else code
 
 
-def _print_final_report(path: str, out: TextIO) -> None:
+def _in_terminal_foreground() -> bool:
     try:
-        with open(path, encoding="utf-8") as f:
-            report = Report.from_dict(json.load(f))
-    except (OSError, ValueError):
-        return
-    if not report.suspects:
-        print(f"leakwatch: no leak suspected ({report.samples} samples)", file=out)
-        return
-    print(f"leakwatch: {len(report.suspects)} suspected leak(s) after {report.samples} samples:", file=out)
-    for s in report.suspects:
-        print(f"  {s.describe()}", file=out)
+        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _print_reports(reports: dict[int, Report], main_pid: int | None, out: TextIO) -> None:
+    order = sorted(reports, key=lambda p: (p != main_pid, p))
+    for pid in order:
+        report = reports[pid]
+        who = "" if len(reports) == 1 else f" [pid {pid}]"
+        if not report.suspects:
+            print(f"leakwatch{who}: no leak suspected ({report.samples} samples)", file=out)
+            continue
+        print(f"leakwatch{who}: {len(report.suspects)} suspected leak(s) after {report.samples} samples:", file=out)
+        for s in report.suspects:
+            print(f"  {s.describe()}", file=out)
 
 
 # --- leakwatch demo ----------------------------------------------------------------------------

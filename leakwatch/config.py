@@ -169,7 +169,8 @@ OPTIONS: tuple[Option, ...] = (
         "report_file",
         "",
         "str",
-        "When set, the report is written there as JSON whenever the suspects change and when the watcher stops.",
+        "When set, the report is written there as JSON whenever the suspects change and when the watcher stops; "
+        "{pid} in it becomes the process id.",
     ),
 )
 OPTION_NAMES = tuple(o.name for o in OPTIONS)

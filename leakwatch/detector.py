@@ -23,7 +23,8 @@ as the last window still rose above everything before it.
 
 A candidate becomes a suspect after it has held for a whole window (gaps of up to a quarter
 window allowed).
-A suspect is cleared when a whole window passes without a new high.
+A suspect is cleared when a whole window passes with neither a new high nor a floor above
+the previous window's. A site suspect is re-judged by each tracing window instead.
 """
 
 from __future__ import annotations
@@ -359,7 +360,8 @@ def rss_explained(history: History, p: Params, python_growing: bool) -> bool | N
     if python_growing:
         return True
     traced = history.get("process", "traced")
-    if traced is not None and len(traced) >= MIN_POINTS and traced.t[-1] - traced.t[0] >= 0.5 * p.trace_window:
+    recent = traced is not None and history.last_t is not None and traced.t[-1] >= history.last_t - p.window
+    if traced is not None and recent and len(traced) >= MIN_POINTS and traced.t[-1] - traced.t[0] >= 0.5 * p.trace_window:
         t0, t1 = traced.t[0], traced.t[-1]
         rss = _slope_between(history.get("process", "rss"), t0, t1)
         overhead = _slope_between(history.get("process", "trace_overhead"), t0, t1) or 0.0
@@ -429,7 +431,7 @@ def detect(
                     detail=detail,
                 )
             )
-        elif before is not None and still_growing(series, now, p.window, 0.05 * p.min_rate(unit) * p.window):
+        elif before is not None and kind != "site" and still_growing(series, now, p.window, 0.05 * p.min_rate(unit) * p.window):
             sites = type_sites.get(key) or before.sites
             suspects.append(dataclasses.replace(before, current=series.last(), sites=sites))
         elif before is None and ident in prior.pending and now - prior.pending[ident][1] <= GAP * p.window:
@@ -462,7 +464,7 @@ def detect(
         if rss_trend is not None and explained is None:
             triggers.append(f"process:{PROCESS_SUSPECT_KEY}")
             note(f"process:{PROCESS_SUSPECT_KEY}")
-        elif explained is False or (rss_trend is None and f"process:{PROCESS_SUSPECT_KEY}" in old):
+        elif explained is False or f"process:{PROCESS_SUSPECT_KEY}" in old:
             judge("process", PROCESS_SUSPECT_KEY, rss_trend, rss, confirm, "not explained by Python allocations")
 
     growing = bool(triggers) or any(not k.startswith("site:") for k in pending) or any(s.kind != "site" for s in suspects)

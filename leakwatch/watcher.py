@@ -69,6 +69,7 @@ class Watcher:
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
+        self._fork_locked = False
         self._register_fork_hook()
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -98,21 +99,35 @@ class Watcher:
         return self
 
     def stop(self, timeout: float | None = 5.0) -> bool:
-        """Stop sampling; idempotent. Waits at most `timeout` seconds; returns whether it stopped."""
+        """Stop sampling; idempotent. Waits at most `timeout` seconds; returns whether it stopped.
+
+        Safe from any thread, the watcher's own included (a logging handler may call it): the
+        thread then closes its tracing window and writes the report file as it leaves.
+        """
         self._stop_event.set()
+        atexit.unregister(self._stop_at_exit)
         thread = self._thread
-        stopped = True
-        if thread is not None and thread is not threading.current_thread():
+        if thread is threading.current_thread():
+            return True
+        if thread is not None:
             thread.join(timeout)
-            stopped = not thread.is_alive()
-        if stopped:
+            if thread.is_alive():
+                return False
             self._thread = None
-            atexit.unregister(self._stop_at_exit)
-            with self._tick_lock:
-                if self._sampler.sites is not None:
-                    self._sampler.sites.stop_window()
+            return True
+        self._finish()
+        return True
+
+    def _finish(self) -> None:
+        """Close our tracing window and write the report file (once sampling has ended)."""
+        if not self._tick_lock.acquire(timeout=5.0):
+            return
+        try:
+            if self._sampler.sites is not None:
+                self._sampler.sites.stop_window()
             self._write_report_file()
-        return stopped
+        finally:
+            self._tick_lock.release()
 
     def _stop_at_exit(self) -> None:
         self.stop(timeout=1.0)
@@ -124,8 +139,13 @@ class Watcher:
         self.stop()
 
     def _run(self) -> None:
-        while not self._stop_event.wait(self.config.interval):
-            self._tick_safely()
+        stop = self._stop_event
+        try:
+            while not stop.wait(self.config.interval):
+                self._tick_safely()
+        finally:
+            if stop.is_set():  # not a thread lost to fork
+                self._finish()
 
     def _tick_safely(self) -> None:
         try:
@@ -137,24 +157,36 @@ class Watcher:
     # --- fork safety ----------------------------------------------------------------------------
 
     def _register_fork_hook(self) -> None:
-        if not hasattr(os, "register_at_fork"):
-            return
-        method = weakref.WeakMethod(self._after_fork_in_child)
+        _FORK_WATCHERS.add(self)
+        global _fork_hooks_registered
+        if not _fork_hooks_registered and hasattr(os, "register_at_fork"):
+            os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
+            _fork_hooks_registered = True
 
-        def hook() -> None:
-            bound = method()
-            if bound is not None:
-                bound()
+    def _before_fork(self) -> None:
+        # Hold the tick lock across fork so no census is mid-flight: a child forked during
+        # one would keep the list of every object alive forever.
+        self._fork_locked = self._tick_lock.acquire(timeout=FORK_LOCK_TIMEOUT)
 
-        os.register_at_fork(after_in_child=hook)
+    def _after_fork_in_parent(self) -> None:
+        if self._fork_locked:
+            self._fork_locked = False
+            self._tick_lock.release()
 
     def _after_fork_in_child(self) -> None:
         # No logging or I/O here: another thread may have held the logging lock at fork.
         was_running = self._thread is not None and not self._stop_event.is_set()
+        self._fork_locked = False
         self._tick_lock = threading.Lock()
         self._stop_event = threading.Event()
         self._thread = None
         self._pid = os.getpid()
+        # The child is a new process: its warm-up, history and verdict start afresh.
+        self._history = History(max_series=self.config.max_series, points=self.config.history_points)
+        self._verdict = detector.Verdict()
+        self._report = Report(tracing=self._tracing_state())
+        self._sampler.samples = 0
+        self._sampler.errors.clear()
         if was_running:
             thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
             try:
@@ -257,7 +289,7 @@ class Watcher:
         return list(self._report.suspects)
 
     def _write_report_file(self) -> None:
-        path = self.config.report_file
+        path = self.config.report_file.replace("{pid}", str(os.getpid()))
         if not path:
             return
         try:
@@ -267,6 +299,28 @@ class Watcher:
             os.replace(tmp, path)
         except OSError as e:
             logger.warning("leakwatch: could not write the report to %s: %s", path, e)
+
+
+# --- fork hooks: registered once for all watchers --------------------------------------------------
+
+FORK_LOCK_TIMEOUT = 2.0
+_FORK_WATCHERS: weakref.WeakSet[Watcher] = weakref.WeakSet()
+_fork_hooks_registered = False
+
+
+def _before_fork() -> None:
+    for watcher in list(_FORK_WATCHERS):
+        watcher._before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    for watcher in list(_FORK_WATCHERS):
+        watcher._after_fork_in_parent()
+
+
+def _after_fork_in_child() -> None:
+    for watcher in list(_FORK_WATCHERS):
+        watcher._after_fork_in_child()
 
 
 # --- the process-wide watcher -------------------------------------------------------------------
@@ -283,8 +337,11 @@ def start(**options: Any) -> Watcher:
     """
     global _default
     with _default_lock:
-        if _default is not None and _default.running:
+        if _default is not None and (_default.running or not _default.config.enabled):
             wanted = Config.from_options(**options)
+            if not _default.running and wanted != _default.config:
+                _default = Watcher(wanted).start()
+                return _default
             if wanted != _default.config:
                 logger.warning("leakwatch: already running with other options; keeping the running watcher")
             return _default
@@ -296,8 +353,13 @@ def stop(timeout: float | None = 5.0) -> bool:
     """Stop the process-wide watcher, if any; returns whether it stopped within `timeout`."""
     global _default
     with _default_lock:
-        watcher, _default = _default, None
-    return True if watcher is None else watcher.stop(timeout)
+        watcher = _default
+        if watcher is None:
+            return True
+        stopped = watcher.stop(timeout)
+        if stopped:
+            _default = None
+        return stopped
 
 
 def suspects() -> list[Suspect]:

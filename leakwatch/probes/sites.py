@@ -92,8 +92,12 @@ class SiteProbe:
         self.started_at = now
 
     def stop_window(self) -> None:
-        """End the window; stop tracing only if this probe started it."""
-        if self._ours and tracemalloc.is_tracing():
+        """End the window; stop tracing only if this probe started it.
+
+        An application that called `tracemalloc.start(n)` during our window with another
+        frame count has taken tracing over (the count changed), and keeps it.
+        """
+        if self._ours and tracemalloc.is_tracing() and tracemalloc.get_traceback_limit() == self.frames:
             tracemalloc.stop()
         self._ours = False
         self.window = 0

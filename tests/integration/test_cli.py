@@ -39,6 +39,7 @@ def test_demo_names_the_leaking_type_and_site_within_30_seconds_and_never_the_ca
         ["run"],
         ["run", "-o", "interval=fast", "--", "true"],
         ["run", "-o", "nonsense=1", "--", "true"],
+        ["demo", "--interval", "100"],
     ],
 )
 def test_bad_arguments_get_one_line_and_exit_2(args, subprocess_env):
@@ -106,3 +107,21 @@ def test_help_and_version(subprocess_env):
     result = leakwatch("--help", env=subprocess_env)
     assert result.returncode == 0 and "demo" in result.stdout and "run" in result.stdout
     assert leakwatch("--version", env=subprocess_env).stdout.startswith("leakwatch ")
+
+
+def test_run_reports_every_python_process_and_keeps_the_commands_own(subprocess_env, tmp_path):
+    report = tmp_path / "report.json"
+    report.write_text("stale")
+    script = f"{sys.executable} -c 'import time; time.sleep(1.0)'; {sys.executable} -c 'import time; time.sleep(0.3)'; true"
+    result = leakwatch("run", "-o", "interval=0.05", "--report", str(report), "--", "bash", "-c", script, env=subprocess_env)
+    assert result.returncode == 0
+    assert result.stderr.count("no leak suspected") == 2
+    assert result.stderr.count("[pid ") == 2
+    data = json.loads(report.read_text())  # the longest-lived process, since bash itself has none
+    assert data["samples"] >= 10
+
+
+def test_run_exit_code_says_which_signal_killed_the_program(subprocess_env):
+    code = "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"
+    result = leakwatch("run", "--quiet", "--", sys.executable, "-c", code, env=subprocess_env)
+    assert result.returncode == 128 + 15

@@ -247,3 +247,47 @@ def test_report_file_is_kept_current_while_suspects_change(tmp_path):
     assert path.exists(), "no report written while a suspect appeared"
     keys = [s["key"] for s in json.loads(path.read_text())["suspects"]]
     assert any(k.endswith("Hoarded") for k in keys)
+
+
+def test_stop_from_the_watchers_own_thread_does_not_deadlock():
+    w = Watcher(**FAST)
+    stopped_from_inside = threading.Event()
+    real_tick = w._tick
+
+    def tick_then_stop():
+        report = real_tick()
+        if threading.current_thread().name == THREAD_NAME:
+            w.stop()  # as a logging handler or callback on this thread might
+            stopped_from_inside.set()
+        return report
+
+    w._tick = tick_then_stop  # type: ignore[method-assign]
+    w.start()
+    wait_for(stopped_from_inside.is_set, timeout=10)
+    wait_for(lambda: not w.running, timeout=10)
+    assert w.sample_now().samples >= 2  # the tick lock is free again
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_fork_in_the_middle_of_a_census_pins_nothing_in_the_child(python, subprocess_env):
+    code = """
+        import gc, os, threading, time, weakref
+        from leakwatch.watcher import Watcher
+        class Payload: pass
+        heap = [object() for _ in range(300_000)]  # a census that takes a while
+        w = Watcher(interval=0.01, window=1, trace_window=0.5, warmup=0, tracemalloc="off").start()
+        failures = 0
+        for _ in range(20):
+            victim = Payload(); ref = weakref.ref(victim)
+            time.sleep(0.013)  # land inside a tick now and then
+            del victim
+            pid = os.fork()
+            if pid == 0:
+                gc.collect()
+                os._exit(0 if ref() is None and w.report().samples <= 1 else 1)
+            _, status = os.waitpid(pid, 0)
+            failures += os.waitstatus_to_exitcode(status) != 0
+        print("failures", failures)
+    """
+    result = run_child(python, code, subprocess_env, timeout=120)
+    assert result.stdout.split() == ["failures", "0"], result.stderr
