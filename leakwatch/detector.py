@@ -307,6 +307,20 @@ def _window_trend(series: Series, now: float, p: Params, unit: str, warm: float)
     return assess(t, lo, hi, p.min_rate(unit), p.significance, lambda: past_floor(series, warm, t_from, p.window / 4))
 
 
+def still_rising(kind: str, unit: str, series: Series, now: float, p: Params) -> bool:
+    """Whether a confirmed suspect keeps growing, though its full test no longer passes.
+
+    A site's series covers one tracing window (bytes allocated since it opened and still
+    alive): a leak keeps adding to it, a stopped one adds nothing. Other series must have
+    risen within the last window (`still_growing`).
+    """
+    rate = p.min_rate(unit)
+    if kind == "site":
+        span = series.t[-1] - series.t[0]
+        return span > 0 and series.lo[-1] - series.lo[0] >= 0.5 * SITE_RATE_SHARE * rate * span
+    return still_growing(series, now, p.window, 0.05 * rate * p.window)
+
+
 def _rose(series: Series, i: int, min_rate: float) -> bool:
     """The cheap first test, in C-speed array operations: did the latest value rise enough
     above the lowest since index `i`? Most series fail it and cost nothing more."""
@@ -360,7 +374,10 @@ def rss_explained(history: History, p: Params, python_growing: bool) -> bool | N
     if python_growing:
         return True
     traced = history.get("process", "traced")
-    recent = traced is not None and history.last_t is not None and traced.t[-1] >= history.last_t - p.window
+    # Evidence from the last tracing window counts while the next could not have run yet
+    # (a window rests twice its length after it ends).
+    stale = p.window + 3 * p.trace_window
+    recent = traced is not None and history.last_t is not None and traced.t[-1] >= history.last_t - stale
     if traced is not None and recent and len(traced) >= MIN_POINTS and traced.t[-1] - traced.t[0] >= 0.5 * p.trace_window:
         t0, t1 = traced.t[0], traced.t[-1]
         rss = _slope_between(history.get("process", "rss"), t0, t1)
@@ -431,7 +448,7 @@ def detect(
                     detail=detail,
                 )
             )
-        elif before is not None and kind != "site" and still_growing(series, now, p.window, 0.05 * p.min_rate(unit) * p.window):
+        elif before is not None and still_rising(kind, unit, series, now, p):
             sites = type_sites.get(key) or before.sites
             suspects.append(dataclasses.replace(before, current=series.last(), sites=sites))
         elif before is None and ident in prior.pending and now - prior.pending[ident][1] <= GAP * p.window:
@@ -463,7 +480,10 @@ def detect(
         explained = rss_explained(history, p, type_growing or blocks_trend is not None)
         if rss_trend is not None and explained is None:
             triggers.append(f"process:{PROCESS_SUSPECT_KEY}")
-            note(f"process:{PROCESS_SUSPECT_KEY}")
+            if f"process:{PROCESS_SUSPECT_KEY}" in old:  # stands while new evidence is gathered
+                judge("process", PROCESS_SUSPECT_KEY, rss_trend, rss, confirm, "not explained by Python allocations")
+            else:
+                note(f"process:{PROCESS_SUSPECT_KEY}")
         elif explained is False or f"process:{PROCESS_SUSPECT_KEY}" in old:
             judge("process", PROCESS_SUSPECT_KEY, rss_trend, rss, confirm, "not explained by Python allocations")
 

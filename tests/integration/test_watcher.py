@@ -15,6 +15,7 @@ import weakref
 import pytest
 
 import leakwatch
+from leakwatch.testing import FakeClock
 from leakwatch.watcher import THREAD_NAME, Watcher
 
 from .conftest import wait_for
@@ -238,10 +239,12 @@ def test_report_file_is_kept_current_while_suspects_change(tmp_path):
         pass
 
     hoard = []
-    w = Watcher(interval=0.05, warmup=0.0, window=1.0, trace_window=0.5, log_suspects=False, report_file=str(path))
+    clock = FakeClock()
+    w = Watcher(clock=clock, interval=0.05, warmup=0.0, window=1.0, trace_window=0.5, log_suspects=False, report_file=str(path))
     for _ in range(200):
         hoard.extend(Hoarded() for _ in range(50))
         w.sample_now()
+        clock.advance(0.05)
         if path.exists():
             break
     assert path.exists(), "no report written while a suspect appeared"
