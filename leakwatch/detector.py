@@ -59,6 +59,9 @@ GAP = 0.25
 # A candidate becomes a suspect after holding this many windows: a working set wandering
 # upward reverts within that time; a leak does not.
 CONFIRM = 1.0
+# How long (in windows) the growth that opened a tracing window must have lasted before a
+# site is named.
+SITE_TRIGGER_AGE = 0.25
 # Sites are judged on most of a tracing window, so that turnover has time to level off.
 SITE_SPAN = 0.75
 
@@ -489,8 +492,13 @@ def detect(
 
     growing = bool(triggers) or any(not k.startswith("site:") for k in pending) or any(s.kind != "site" for s in suspects)
     growing_at = now if growing else prior.growing_at
+    # New sites are named only for growth that has lasted: a confirmed suspect, or a candidate
+    # held for a quarter window (a cache filling just after warm-up passes before that).
+    lasting = any(s.kind != "site" for s in suspects) or any(
+        now - first >= SITE_TRIGGER_AGE * p.window for k, (first, _) in pending.items() if not k.startswith("site:")
+    )
     # A site suspect outlives its tracing window while something else grew within a window.
-    _judge_sites(history, p, old, suspects, tracing, now - growing_at <= p.window, judge)
+    _judge_sites(history, p, old, suspects, tracing and lasting, now - growing_at <= p.window, judge)
     suspects.sort(key=lambda s: (s.kind, -s.growth_per_second))
     return Verdict(suspects=tuple(suspects), pending=pending, triggers=tuple(dict.fromkeys(triggers)), growing_at=growing_at)
 

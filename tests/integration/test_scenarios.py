@@ -19,7 +19,7 @@ import pytest
 
 from .conftest import PROGRAMS, ROOT
 
-SECONDS = float(os.environ.get("LEAKWATCH_TEST_SCENARIO_SECONDS", "16"))
+SECONDS = float(os.environ.get("LEAKWATCH_TEST_SCENARIO_SECONDS", "20"))
 SETTINGS = {
     "LEAKWATCH_INTERVAL": "0.1",
     "LEAKWATCH_WARMUP": "2",
