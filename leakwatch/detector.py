@@ -108,6 +108,12 @@ class Verdict:
     triggers: tuple[str, ...] = ()
     growing_at: float = -math.inf  # last time anything but a site was growing
 
+    def protected(self) -> set[tuple[str, str]]:
+        """(kind, key) of every candidate and suspect: history must keep their series."""
+        keys = {(s.kind, s.key) for s in self.suspects}
+        keys.update((kind, key) for kind, _, key in (k.partition(":") for k in self.pending))
+        return keys
+
 
 # --- statistics -----------------------------------------------------------------------------
 

@@ -56,8 +56,7 @@ def simulate(
             value = signal(t)
             if value is not None:
                 values.setdefault(kind, {})[key] = float(value)
-        protected = {tuple(k.split(":", 1)) for k in verdict.pending} | {(s.kind, s.key) for s in verdict.suspects}
-        history.add(Sample(t=t, values=values), protected)  # type: ignore[arg-type]
+        history.add(Sample(t=t, values=values), verdict.protected())
         verdict = detect(history, verdict, params, tracing=bool(tracing and tracing(t)))
         verdicts.append(verdict)
     return verdicts

@@ -206,9 +206,7 @@ class Watcher:
         verdict = self._verdict
         attribute = [k.split(":", 1)[1] for k in verdict.triggers if k.startswith("type:")]
         sample = self._sampler.sample(attribute, self._history.own_objects())
-        protected = {tuple(k.split(":", 1)) for k in verdict.pending}
-        protected.update((s.kind, s.key) for s in verdict.suspects)
-        self._history.add(sample, protected)  # type: ignore[arg-type]
+        self._history.add(sample, verdict.protected())
         started = time.perf_counter()
         sites = self._sampler.sites
         tracing = sites is not None and sites.active and sample.site_window != 0
