@@ -3,6 +3,7 @@
     import leakwatch
     leakwatch.start(interval=5)      # background thread; returns the Watcher
     leakwatch.suspects()             # list[Suspect], the current verdict
+    leakwatch.start(port=9464)       # also serve /metrics and /api/suspects on 127.0.0.1
 
 Nothing runs at import.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 from leakwatch.config import Config
 from leakwatch.errors import ConfigError, LeakwatchError, MissingDependency
 from leakwatch.model import Report, Suspect
-from leakwatch.watcher import Watcher, start, stop, suspects
+from leakwatch.watcher import Watcher, asgi_app, start, stop, suspects, wsgi_app
 
 __version__ = "0.1.0"
 
@@ -25,7 +26,9 @@ __all__ = [
     "Suspect",
     "Watcher",
     "__version__",
+    "asgi_app",
     "start",
     "stop",
     "suspects",
+    "wsgi_app",
 ]

@@ -172,6 +172,48 @@ OPTIONS: tuple[Option, ...] = (
         "When set, the report is written there as JSON whenever the suspects change and when the watcher stops; "
         "{pid} in it becomes the process id.",
     ),
+    Option(
+        "port",
+        None,
+        "int",
+        "Serve /metrics and /api/suspects over HTTP on this port (0 picks a free one; "
+        "Watcher.server_address tells which). Unset: no server.",
+        0,
+        65535,
+    ),
+    Option(
+        "host",
+        "127.0.0.1",
+        "str",
+        "Address the HTTP server binds. The default keeps it on this machine; 0.0.0.0 or :: exposes it to the network.",
+    ),
+    Option(
+        "max_suspect_series",
+        50,
+        "int",
+        "Most suspects exported as labelled Prometheus series (fastest-growing first); "
+        "leakwatch_suspects_omitted counts the rest.",
+        1,
+        10_000,
+    ),
+    Option("top_k", 20, "int", "Types and sites exported in the census top-K metrics (largest first); 0 exports none.", 0, 1000),
+    Option(
+        "memory_limit",
+        0,
+        "bytes",
+        "Memory limit exported as leakwatch_memory_limit_bytes; 0 reads the container's cgroup limit "
+        "(none exported when unlimited).",
+        0,
+        1 << 60,
+    ),
+    Option(
+        "cpu_budget",
+        0.01,
+        "float",
+        "Share of one core leakwatch may spend sampling; exported as leakwatch_cpu_budget_ratio for the over-budget alert.",
+        0.0001,
+        1.0,
+    ),
 )
 OPTION_NAMES = tuple(o.name for o in OPTIONS)
 _BY_NAME = {o.name: o for o in OPTIONS}
@@ -200,6 +242,12 @@ class Config:
     min_growth_bytes: int = 1024**2
     log_suspects: bool = True
     report_file: str = ""
+    port: int | None = None
+    host: str = "127.0.0.1"
+    max_suspect_series: int = 50
+    top_k: int = 20
+    memory_limit: int = 0
+    cpu_budget: float = 0.01
 
     @classmethod
     def from_options(cls, env: Mapping[str, str] | None = None, **options: Any) -> Config:

@@ -7,6 +7,8 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from leakwatch.costs import Costs
+
 KINDS = ("type", "site", "process")
 PROCESS_OBJECT_KEYS = frozenset({"py_blocks"})
 
@@ -28,6 +30,7 @@ class Sample:
     """What one tick's probes read.
 
     `t` is the watcher's clock (monotonic seconds); `values[kind][key]` is a count or byte size.
+    `memory_limit` is the container's memory limit in bytes (0: none known).
     `site_window` numbers the tracing window the site values belong to (0 when not tracing):
     site values are bytes allocated since that window began and still alive.
     `type_sites` maps a type key to allocation sites of sampled live instances.
@@ -39,6 +42,7 @@ class Sample:
     errors: tuple[str, ...] = ()
     site_window: int = 0
     type_sites: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    memory_limit: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +117,11 @@ class Report:
 
     `time` is the wall-clock time of the sample it rests on; `samples` counts ticks so far;
     `errors` counts failures by probe; `tracing` is "off", "idle", "window" or "external".
+    `top` holds the largest census entries of that sample, largest first: "type" (live
+    objects) and "site" (traced bytes, while tracing); `types` counts the distinct types seen.
+    `process` is that sample's process memory ("rss", "uss", "py_blocks", and while tracing
+    "traced" and "trace_overhead"); `memory_limit` the container limit in bytes (0: none).
+    `costs` is what leakwatch has spent on itself.
     """
 
     time: float = 0.0
@@ -124,6 +133,11 @@ class Report:
     durations: Mapping[str, float] = dataclasses.field(default_factory=dict)
     series: int = 0
     history_bytes: int = 0
+    top: Mapping[str, tuple[tuple[str, float], ...]] = dataclasses.field(default_factory=dict)
+    types: int = 0
+    process: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    memory_limit: float = 0.0
+    costs: Costs = dataclasses.field(default_factory=Costs)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -136,6 +150,11 @@ class Report:
             "durations": dict(self.durations),
             "series": self.series,
             "history_bytes": self.history_bytes,
+            "top": {kind: [[key, value] for key, value in entries] for kind, entries in self.top.items()},
+            "types": self.types,
+            "process": dict(self.process),
+            "memory_limit": self.memory_limit,
+            "costs": self.costs.to_dict(),
         }
 
     @classmethod
@@ -150,4 +169,9 @@ class Report:
             durations=dict(d.get("durations", {})),
             series=int(d.get("series", 0)),
             history_bytes=int(d.get("history_bytes", 0)),
+            top={kind: tuple((str(k), float(v)) for k, v in entries) for kind, entries in d.get("top", {}).items()},
+            types=int(d.get("types", 0)),
+            process={k: float(v) for k, v in d.get("process", {}).items()},
+            memory_limit=float(d.get("memory_limit", 0.0)),
+            costs=Costs.from_dict(d.get("costs", {})),
         )

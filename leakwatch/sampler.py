@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection, Mapping
 from leakwatch.config import Config
 from leakwatch.model import Sample
 from leakwatch.probes.census import CensusProbe
-from leakwatch.probes.process import ProcessProbe
+from leakwatch.probes.process import ProcessProbe, cgroup_memory_limit
 from leakwatch.probes.sites import SiteProbe
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,9 @@ class Sampler:
             if config.tracemalloc != "off"
             else None
         )
+        self.memory_limit = config.memory_limit
         self.errors: Counter[str] = Counter()
+        self.runs: Counter[str] = Counter()
         self.samples = 0
 
     def sample(self, attribute: Collection[str] = (), own: Mapping[str, int] | None = None) -> Sample:
@@ -62,7 +64,16 @@ class Sampler:
             window = sites.window
             self._run("sites", lambda: self._read_sites(sites, values), durations, failed)
         self.samples += 1
-        return Sample(t=t, values=values, durations=durations, errors=tuple(failed), site_window=window, type_sites=type_sites)
+        limit = self.memory_limit or (cgroup_memory_limit() if self.process is not None else None) or 0
+        return Sample(
+            t=t,
+            values=values,
+            durations=durations,
+            errors=tuple(failed),
+            site_window=window,
+            type_sites=type_sites,
+            memory_limit=float(limit),
+        )
 
     @staticmethod
     def _read_sites(sites: SiteProbe, values: dict[str, dict[str, float]]) -> None:
@@ -73,6 +84,7 @@ class Sampler:
 
     def _run(self, name: str, read: Callable[[], None], durations: dict[str, float], failed: list[str]) -> None:
         start = time.perf_counter()
+        self.runs[name] += 1
         try:
             read()
         except Exception:

@@ -9,20 +9,25 @@ bounded `stop()`, and atexit registered on start and unregistered on stop.
 from __future__ import annotations
 
 import atexit
+import dataclasses
+import heapq
 import json
 import logging
 import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from leakwatch import detector
 from leakwatch.config import Config
+from leakwatch.costs import CostMeter
+from leakwatch.exporters.prometheus import LeakwatchCollector
 from leakwatch.history import History
 from leakwatch.model import Report, Suspect
 from leakwatch.sampler import Sampler
+from leakwatch.server import MetricsServer, make_asgi_app, make_wsgi_app
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +35,8 @@ THREAD_NAME = "leakwatch"
 # Kinds and keys that describe one tracing window and start from zero with the next.
 WINDOW_KINDS = ("site", "site_blocks")
 WINDOW_PROCESS_KEYS = ("traced", "trace_overhead")
+# Census kinds whose largest entries each report carries (Config.top_k of them).
+TOP_KINDS = ("type", "site")
 # After a tracing window, wait this many window lengths before the next (at most 1/3 duty).
 TRACE_COOLDOWN = 2.0
 
@@ -41,9 +48,21 @@ class Watcher:
     ``LEAKWATCH_*`` > default). Nothing runs until `start()` (or `sample_now()`, which runs one
     cycle on the caller's thread). `report()` and `suspects()` are cheap and thread-safe: they
     return the latest immutable report. Usable as a context manager (start on enter, stop on exit).
+
+    With the `port` option, `start()` also serves `/metrics` and `/api/suspects` on `host`
+    (127.0.0.1 by default) and `server_address` tells where; a port that cannot be bound is
+    logged and sampling goes on without the server. With `registry=` (a prometheus_client
+    `CollectorRegistry`), `start()` registers leakwatch's collector there and `stop()` removes it.
     """
 
-    def __init__(self, config: Config | None = None, *, clock: Callable[[], float] = time.monotonic, **options: Any) -> None:
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        registry: Any = None,
+        **options: Any,
+    ) -> None:
         if config is not None and options:
             config = Config.from_options(**{**config.to_dict(), **options})
         self.config = config if config is not None else Config.from_options(**options)
@@ -64,12 +83,16 @@ class Watcher:
             epoch=self._epoch,
         )
         self._trace_resume_at = 0.0
+        self._costs = CostMeter()
         self._tick_errors = 0
         self._tick_lock = threading.Lock()
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._fork_locked = False
+        self._registry = registry
+        self._collector: LeakwatchCollector | None = None
+        self._server: MetricsServer | None = None
         self._register_fork_hook()
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -93,6 +116,7 @@ class Watcher:
             return self
         self._thread = thread
         atexit.register(self._stop_at_exit)
+        self._start_exporting()
         if self.config.tracemalloc == "always":
             with self._tick_lock:
                 self._open_trace_window(self._clock())
@@ -106,6 +130,7 @@ class Watcher:
         """
         self._stop_event.set()
         atexit.unregister(self._stop_at_exit)
+        self._stop_exporting()
         thread = self._thread
         if thread is threading.current_thread():
             return True
@@ -128,6 +153,48 @@ class Watcher:
             self._write_report_file()
         finally:
             self._tick_lock.release()
+
+    @property
+    def server_address(self) -> tuple[str, int] | None:
+        """(host, port) the HTTP server listens on, or None when it is not serving."""
+        server = self._server
+        return None if server is None else server.address
+
+    def _start_exporting(self) -> None:
+        if self._registry is not None and self._collector is None:
+            collector = LeakwatchCollector(self)
+            try:
+                self._registry.register(collector)
+                self._collector = collector
+            except ValueError as e:  # the registry already has metrics of these names
+                logger.error("leakwatch: cannot register its metrics in the given registry: %s", e)
+        port = self.config.port
+        if port is not None and self._server is None:
+            server = MetricsServer(self, self.config.host, port)
+            try:
+                host, bound = server.start()
+            except (OSError, RuntimeError) as e:
+                logger.error(
+                    "leakwatch: cannot serve HTTP on %s port %s: %s; sampling goes on without the server "
+                    "(port=0 picks a free port)",
+                    self.config.host,
+                    port,
+                    e,
+                )
+                return
+            self._server = server
+            logger.info("leakwatch: serving /metrics and /api/suspects on http://%s:%d/", host, bound)
+
+    def _stop_exporting(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+        collector, self._collector = self._collector, None
+        if collector is not None:
+            try:
+                self._registry.unregister(collector)
+            except KeyError:
+                pass
 
     def _stop_at_exit(self) -> None:
         self.stop(timeout=1.0)
@@ -152,6 +219,7 @@ class Watcher:
             self.sample_now()
         except Exception:
             self._tick_errors += 1
+            self._report = dataclasses.replace(self._report, errors={**self._report.errors, "watcher": self._tick_errors})
             logger.warning("leakwatch: a sampling tick failed; the next one will run", exc_info=self._tick_errors == 1)
 
     # --- fork safety ----------------------------------------------------------------------------
@@ -181,12 +249,19 @@ class Watcher:
         self._stop_event = threading.Event()
         self._thread = None
         self._pid = os.getpid()
+        if self._server is not None:
+            # The parent keeps serving on its socket; the child closes its copy.
+            self._server.abandon()
+            self._server = None
         # The child is a new process: its warm-up, history and verdict start afresh.
         self._history = History(max_series=self.config.max_series, points=self.config.history_points)
         self._verdict = detector.Verdict()
         self._report = Report(tracing=self._tracing_state())
         self._sampler.samples = 0
         self._sampler.errors.clear()
+        self._sampler.runs.clear()
+        self._costs = CostMeter()
+        self._tick_errors = 0
         if was_running:
             thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
             try:
@@ -200,7 +275,12 @@ class Watcher:
     def sample_now(self) -> Report:
         """Run one full cycle (sample, record, decide) on the caller's thread; return the report."""
         with self._tick_lock:
-            return self._tick()
+            cpu = time.thread_time()
+            report = self._tick()
+            self._costs.add(report.durations, time.thread_time() - cpu)
+            report = dataclasses.replace(report, costs=self._costs.snapshot(self._sampler.runs))
+            self._report = report
+            return report
 
     def _tick(self) -> Report:
         verdict = self._verdict
@@ -221,10 +301,15 @@ class Watcher:
             suspects=new.suspects,
             candidates=tuple(new.pending),
             tracing=self._tracing_state(),
-            errors=dict(self._sampler.errors),
+            errors={**self._sampler.errors, **({"watcher": self._tick_errors} if self._tick_errors else {})},
             durations={**sample.durations, "detect": detect_seconds},
             series=self._history.series_count(),
             history_bytes=self._history.nbytes(),
+            top={kind: _largest(sample.values.get(kind, {}), self.config.top_k) for kind in TOP_KINDS},
+            types=len(sample.values.get("type", ())),
+            process=dict(sample.values.get("process", {})),
+            memory_limit=sample.memory_limit,
+            costs=self._report.costs,
         )
         self._report = report
         if {s.id for s in verdict.suspects} != {s.id for s in new.suspects}:
@@ -299,6 +384,10 @@ class Watcher:
             logger.warning("leakwatch: could not write the report to %s: %s", path, e)
 
 
+def _largest(values: Mapping[str, float], k: int) -> tuple[tuple[str, float], ...]:
+    return tuple(heapq.nlargest(k, values.items(), key=lambda kv: kv[1])) if k else ()
+
+
 # --- fork hooks: registered once for all watchers --------------------------------------------------
 
 FORK_LOCK_TIMEOUT = 2.0
@@ -327,23 +416,24 @@ _default: Watcher | None = None
 _default_lock = threading.Lock()
 
 
-def start(**options: Any) -> Watcher:
+def start(*, registry: Any = None, **options: Any) -> Watcher:
     """Start the process-wide watcher, or return the running one.
 
-    A second call while it runs returns the running watcher, with a warning if its options
-    differ from the running ones.
+    Options as for `Watcher` (`port=9464` serves /metrics; `registry=` registers the collector
+    in an application's prometheus_client registry). A second call while it runs returns the
+    running watcher, with a warning if its options differ from the running ones.
     """
     global _default
     with _default_lock:
         if _default is not None and (_default.running or not _default.config.enabled):
             wanted = Config.from_options(**options)
             if not _default.running and wanted != _default.config:
-                _default = Watcher(wanted).start()
+                _default = Watcher(wanted, registry=registry).start()
                 return _default
             if wanted != _default.config:
                 logger.warning("leakwatch: already running with other options; keeping the running watcher")
             return _default
-        _default = Watcher(**options).start()
+        _default = Watcher(registry=registry, **options).start()
         return _default
 
 
@@ -369,3 +459,15 @@ def suspects() -> list[Suspect]:
 def current() -> Watcher | None:
     """The process-wide watcher, if one was started."""
     return _default
+
+
+def wsgi_app(watcher: Watcher | None = None) -> Callable[..., Any]:
+    """A WSGI app serving /metrics and /api/suspects for `watcher` (default: the process-wide
+    one at request time; 503 on /api/suspects while none runs). Mount it under a web app."""
+    return make_wsgi_app(watcher if watcher is not None else current)
+
+
+def asgi_app(watcher: Watcher | None = None) -> Callable[..., Any]:
+    """An ASGI app serving /metrics and /api/suspects for `watcher` (default: the process-wide
+    one at request time). Mount it under a web app, e.g. Starlette's `Mount("/leakwatch", ...)`."""
+    return make_asgi_app(watcher if watcher is not None else current)

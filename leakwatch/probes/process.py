@@ -41,3 +41,53 @@ class ProcessProbe:
         else:
             values["rss"] = float(proc.memory_info().rss)
         return values
+
+
+# cgroup v1 reports "no limit" as a huge number near 2**63; anything above this is no limit.
+_V1_UNLIMITED = 1 << 60
+
+
+def cgroup_memory_limit(root: str = "/sys/fs/cgroup", proc_cgroup: str = "/proc/self/cgroup") -> int | None:
+    """The tightest memory limit of this process's cgroup and its ancestors, in bytes; None if unlimited.
+
+    Reads cgroup v2 `memory.max` or v1 `memory.limit_in_bytes`, at the process's own cgroup
+    path and every parent up to the mount root (a pod's limit often sits one level up).
+    """
+    paths: list[str] = []
+    try:
+        with open(proc_cgroup, encoding="utf-8") as f:
+            for line in f:
+                _, controllers, path = line.rstrip("\n").split(":", 2)
+                if controllers == "":
+                    paths.extend(_ancestors(os.path.join(root, path.lstrip("/")), root, "memory.max"))
+                elif "memory" in controllers.split(","):
+                    base = os.path.join(root, "memory")
+                    paths.extend(_ancestors(os.path.join(base, path.lstrip("/")), base, "memory.limit_in_bytes"))
+    except (OSError, ValueError):
+        pass
+    paths.extend([os.path.join(root, "memory.max"), os.path.join(root, "memory", "memory.limit_in_bytes")])
+    limits = [limit for limit in map(_read_limit, dict.fromkeys(paths)) if limit is not None]
+    return min(limits) if limits else None
+
+
+def _ancestors(directory: str, stop: str, filename: str) -> list[str]:
+    out = []
+    directory = os.path.normpath(directory)
+    stop = os.path.normpath(stop)
+    while True:
+        out.append(os.path.join(directory, filename))
+        if directory == stop or not directory.startswith(stop):
+            return out
+        directory = os.path.dirname(directory)
+
+
+def _read_limit(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii") as f:
+            text = f.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text.isdigit():
+        return None  # "max": no limit
+    value = int(text)
+    return value if 0 < value < _V1_UNLIMITED else None

@@ -35,16 +35,18 @@ def test_options_table_lists_every_option_with_its_env_name():
     for (name, _, default, meaning), opt in zip(rows, OPTIONS, strict=False):
         assert meaning == opt.help, name
         shown = default.strip()
-        if opt.kind == "bool":
+        if opt.default is None:
+            assert shown == "unset", name
+        elif opt.kind == "bool":
             assert shown == str(opt.default).lower(), name
         elif opt.kind == "bytes":
-            assert shown == f"{opt.default // 1024**2} MiB", name
+            assert shown == (f"{opt.default // 1024**2} MiB" if opt.default else "0"), name
         elif opt.intervals is not None:
             assert shown == f"{opt.intervals:g} intervals ({opt.default:g} s)", name
         elif opt.kind == "seconds":
             assert shown == f"{opt.default:g} s", name
         elif opt.kind == "str":
-            assert shown == '""', name
+            assert shown == f'"{opt.default}"', name
         else:
             assert shown == str(opt.default), name
 

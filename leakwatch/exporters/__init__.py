@@ -1,0 +1,1 @@
+"""Exporters turn the watcher's latest `Report` into something other tools read."""

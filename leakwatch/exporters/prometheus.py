@@ -1,0 +1,238 @@
+"""A prometheus_client collector that turns the watcher's latest `Report` into metrics.
+
+It reads the immutable report at scrape time; the sampler thread never sets a gauge, so a
+scrape never waits for a census and never sees half a tick. Every metric it can produce is
+listed once, in `METRICS`; the README's metric table is checked against it by a test.
+
+Cardinality is bounded whatever the heap holds: at most `max_suspect_series` suspects get
+labelled series (the rest are counted in `leakwatch_suspects_omitted`), at most `top_k` types
+and `top_k` sites appear in the census metrics, and label values are cut to
+`MAX_LABEL_LENGTH` characters. Labels carry type names and source locations, never reprs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol
+
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+
+from leakwatch.config import Config
+from leakwatch.model import KINDS, Report, Suspect
+
+# Longest label value exported; longer type and site strings keep their end (the class or the
+# file and line), prefixed by "...".
+MAX_LABEL_LENGTH = 120
+# Kinds of the suspect series (the `kind` label).
+SUSPECT_LABELS = ("kind", "key", "id")
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricSpec:
+    """One exported metric: its exposed name, type, labels and meaning."""
+
+    name: str
+    type: str  # "gauge", "counter", "histogram" or "info"
+    labels: tuple[str, ...]
+    help: str
+
+
+METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("leakwatch_info", "info", ("version", "tracemalloc"), "leakwatch's version and tracemalloc mode."),
+    MetricSpec("leakwatch_suspects", "gauge", ("kind",), "Current suspects by kind (type, site, process)."),
+    MetricSpec(
+        "leakwatch_suspects_omitted", "gauge", (), "Current suspects left out of the per-suspect series by max_suspect_series."
+    ),
+    MetricSpec("leakwatch_candidates", "gauge", ("kind",), "Growth being watched that is not yet confirmed as a suspect."),
+    MetricSpec("leakwatch_suspect_confidence", "gauge", SUSPECT_LABELS, "1 - p of the suspect's Mann-Kendall trend test."),
+    MetricSpec("leakwatch_suspect_objects", "gauge", SUSPECT_LABELS, "Live objects of a suspect counted in objects."),
+    MetricSpec("leakwatch_suspect_bytes", "gauge", SUSPECT_LABELS, "Size of a suspect measured in bytes."),
+    MetricSpec(
+        "leakwatch_suspect_growth_objects_per_second", "gauge", SUSPECT_LABELS, "Growth rate (Theil-Sen) of an objects suspect."
+    ),
+    MetricSpec(
+        "leakwatch_suspect_growth_bytes_per_second", "gauge", SUSPECT_LABELS, "Growth rate (Theil-Sen) of a bytes suspect."
+    ),
+    MetricSpec(
+        "leakwatch_suspect_since_timestamp_seconds", "gauge", SUSPECT_LABELS, "When the suspect's growth began (Unix time)."
+    ),
+    MetricSpec("leakwatch_census_objects", "gauge", ("type",), "Live gc-tracked objects of the top_k most numerous types."),
+    MetricSpec("leakwatch_census_types", "gauge", (), "Distinct types in the latest census."),
+    MetricSpec("leakwatch_site_bytes", "gauge", ("site",), "Traced bytes still alive of the top_k largest sites, while tracing."),
+    MetricSpec("leakwatch_python_allocated_blocks", "gauge", (), "Interpreter memory blocks in use (sys.getallocatedblocks)."),
+    MetricSpec("leakwatch_process_uss_bytes", "gauge", (), "Unique set size of the process, when the uss option is on."),
+    MetricSpec(
+        "leakwatch_memory_limit_bytes", "gauge", (), "The container's memory limit, or the memory_limit option; absent when none."
+    ),
+    MetricSpec(
+        "leakwatch_tracing_active", "gauge", (), "1 while tracemalloc is tracing (a leakwatch window or the app's own), else 0."
+    ),
+    MetricSpec(
+        "leakwatch_tracemalloc_overhead_bytes", "gauge", (), "Memory tracemalloc uses for its own traces (0 when not tracing)."
+    ),
+    MetricSpec("leakwatch_ticks_total", "counter", (), "Sampling cycles completed."),
+    MetricSpec("leakwatch_samples_total", "counter", ("probe",), "Times each probe ran."),
+    MetricSpec(
+        "leakwatch_errors_total", "counter", ("probe",), 'Failures by probe; probe="watcher" counts whole cycles that failed.'
+    ),
+    MetricSpec("leakwatch_sample_duration_seconds", "histogram", ("phase",), "Time each phase of a cycle took."),
+    MetricSpec("leakwatch_cpu_seconds_total", "counter", (), "CPU time spent in sampling cycles."),
+    MetricSpec("leakwatch_cpu_budget_ratio", "gauge", (), "The cpu_budget option: the share of one core leakwatch may spend."),
+    MetricSpec("leakwatch_own_memory_bytes", "gauge", (), "Memory held by leakwatch's history."),
+    MetricSpec("leakwatch_history_series", "gauge", (), "Time series leakwatch's history keeps."),
+    MetricSpec("leakwatch_interval_seconds", "gauge", (), "The configured time between samples."),
+    MetricSpec("leakwatch_last_sample_timestamp_seconds", "gauge", (), "When the latest sample was taken (Unix time)."),
+)
+_SPECS = {m.name: m for m in METRICS}
+
+
+class ReportSource(Protocol):
+    """What the collector reads: a watcher, or anything with its `config` and `report()`."""
+
+    config: Config
+
+    def report(self) -> Report: ...
+
+
+def truncate(value: str, limit: int = MAX_LABEL_LENGTH) -> str:
+    """Cut a label value to `limit` characters, keeping its end (the class, or file and line)."""
+    return value if len(value) <= limit else "..." + value[-(limit - 3) :]
+
+
+def exposed_series_bound(config: Config) -> int:
+    """The most series one scrape can expose with this config (histogram buckets included).
+
+    Fixed metrics, plus `max_suspect_series` x 5 suspect series and `top_k` x 2 census series;
+    the probe and phase label sets are fixed by the code.
+    """
+    fixed = 120  # info, per-kind, per-probe and per-phase series, histogram buckets and scalars
+    return fixed + 5 * config.max_suspect_series + 2 * config.top_k
+
+
+class LeakwatchCollector:
+    """prometheus_client collector over a `ReportSource` (or a callable that returns one, or None).
+
+    Register it in any registry: ``registry.register(LeakwatchCollector(watcher))``.
+    With no source (the callable returns None) it yields nothing.
+    """
+
+    def __init__(self, source: ReportSource | Callable[[], ReportSource | None]) -> None:
+        self._source: Callable[[], ReportSource | None] = (
+            source
+            if callable(source) and not hasattr(source, "report")
+            else (
+                lambda: source  # type: ignore[return-value]
+            )
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        """The metric families, without samples, so registering never runs a collection."""
+        for spec in METRICS:
+            yield _family(spec)
+
+    def collect(self) -> Iterator[Metric]:
+        source = self._source()
+        if source is None:
+            return
+        report = source.report()
+        config = source.config
+        families = {spec.name: _family(spec) for spec in METRICS}
+
+        def add(name: str, labels: Sequence[str], value: float) -> None:
+            families[name].add_metric(list(labels), value)  # type: ignore[attr-defined]
+
+        from leakwatch import __version__
+
+        families["leakwatch_info"].add_metric([], {"version": __version__, "tracemalloc": config.tracemalloc})  # type: ignore[attr-defined]
+        _add_suspects(add, report, config.max_suspect_series)
+        for kind, count in _count_by_kind(report.candidates).items():
+            add("leakwatch_candidates", [kind], count)
+        for key, value in report.top.get("type", ()):
+            add("leakwatch_census_objects", [truncate(key)], value)
+        for key, value in report.top.get("site", ()):
+            add("leakwatch_site_bytes", [truncate(key)], value)
+        if report.samples:
+            add("leakwatch_census_types", [], report.types)
+            add("leakwatch_last_sample_timestamp_seconds", [], report.time)
+        process = report.process
+        if "py_blocks" in process:
+            add("leakwatch_python_allocated_blocks", [], process["py_blocks"])
+        if "uss" in process:
+            add("leakwatch_process_uss_bytes", [], process["uss"])
+        if report.memory_limit > 0:
+            add("leakwatch_memory_limit_bytes", [], report.memory_limit)
+        add("leakwatch_tracing_active", [], 1.0 if report.tracing in ("window", "external") else 0.0)
+        add("leakwatch_tracemalloc_overhead_bytes", [], process.get("trace_overhead", 0.0))
+        _add_costs(add, families["leakwatch_sample_duration_seconds"], report)
+        add("leakwatch_cpu_budget_ratio", [], config.cpu_budget)
+        add("leakwatch_own_memory_bytes", [], report.history_bytes)
+        add("leakwatch_history_series", [], report.series)
+        add("leakwatch_interval_seconds", [], config.interval)
+        yield from families.values()
+
+
+def _family(spec: MetricSpec) -> Metric:
+    labels = list(spec.labels)
+    if spec.type == "gauge":
+        return GaugeMetricFamily(spec.name, spec.help, labels=labels)
+    if spec.type == "counter":
+        return CounterMetricFamily(spec.name.removesuffix("_total"), spec.help, labels=labels)
+    if spec.type == "histogram":
+        return HistogramMetricFamily(spec.name, spec.help, labels=labels)
+    return InfoMetricFamily(spec.name.removesuffix("_info"), spec.help, labels=[])
+
+
+def _count_by_kind(idents: Sequence[str]) -> dict[str, int]:
+    counts = dict.fromkeys(KINDS, 0)
+    for ident in idents:
+        kind = ident.split(":", 1)[0]
+        if kind in counts:
+            counts[kind] += 1
+    return counts
+
+
+def _add_suspects(add: Callable[[str, Sequence[str], float], None], report: Report, cap: int) -> None:
+    for kind, count in _count_by_kind([f"{s.kind}:{s.key}" for s in report.suspects]).items():
+        add("leakwatch_suspects", [kind], count)
+    chosen = exported_suspects(report.suspects, cap)
+    add("leakwatch_suspects_omitted", [], len(report.suspects) - len(chosen))
+    for s in chosen:
+        labels = [s.kind, truncate(s.key), s.id]
+        unit = "objects" if s.unit == "objects" else "bytes"
+        add("leakwatch_suspect_confidence", labels, s.confidence)
+        add(f"leakwatch_suspect_{unit}", labels, s.current)
+        add(f"leakwatch_suspect_growth_{unit}_per_second", labels, s.growth_per_second)
+        add("leakwatch_suspect_since_timestamp_seconds", labels, s.since)
+
+
+def exported_suspects(suspects: Sequence[Suspect], cap: int) -> list[Suspect]:
+    """The suspects that get labelled series: kinds take turns, fastest-growing first within a kind."""
+    by_kind: dict[str, list[Suspect]] = {}
+    for s in suspects:
+        by_kind.setdefault(s.kind, []).append(s)
+    queues = [sorted(group, key=lambda s: -s.growth_per_second) for group in by_kind.values()]
+    chosen: list[Suspect] = []
+    depth = 0
+    while len(chosen) < cap and any(depth < len(q) for q in queues):
+        chosen.extend(q[depth] for q in queues if depth < len(q))
+        depth += 1
+    return chosen[:cap]
+
+
+def _add_costs(add: Callable[[str, Sequence[str], float], None], histogram: Metric, report: Report) -> None:
+    costs = report.costs
+    add("leakwatch_ticks_total", [], report.samples)
+    for probe, runs in sorted(costs.runs.items()):
+        add("leakwatch_samples_total", [probe], runs)
+    for probe in sorted({*costs.runs, *report.errors, "watcher"}):
+        add("leakwatch_errors_total", [probe], report.errors.get(probe, 0))
+    for phase, h in sorted(costs.phases.items()):
+        histogram.add_metric([phase], h.cumulative(), h.total)  # type: ignore[attr-defined]
+    add("leakwatch_cpu_seconds_total", [], costs.cpu_seconds)

@@ -1,0 +1,264 @@
+"""HTTP endpoints: `/metrics` (Prometheus text, or OpenMetrics when asked) and `/api/suspects`
+(the current report as JSON), as a WSGI app, an ASGI app, or a small server of its own.
+
+One routing function, `respond`, serves all three, so they answer alike: GET and HEAD only
+(405 with `Allow` otherwise), 404 naming the known paths, 400 naming the allowed parameters.
+The server of its own binds 127.0.0.1 by default, runs its requests on daemon threads with a
+socket timeout, and turns away requests beyond `MAX_CONCURRENT` with 503, so a slow or hostile
+client cannot pile up threads in the host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import gzip
+import json
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from socketserver import ThreadingMixIn
+from typing import Any
+from urllib.parse import parse_qs
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.exposition import choose_encoder
+
+from leakwatch.exporters.prometheus import LeakwatchCollector, ReportSource
+
+logger = logging.getLogger(__name__)
+
+PATHS = ("/metrics", "/api/suspects")
+METHODS = ("GET", "HEAD")
+METRICS_PARAMS = ("name[]",)
+MAX_CONCURRENT = 8
+REQUEST_TIMEOUT_SECONDS = 10.0
+THREAD_NAME = "leakwatch-http"
+
+Source = ReportSource | Callable[[], ReportSource | None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Response:
+    status: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+def private_registry(source: Source) -> CollectorRegistry:
+    """A registry with leakwatch's collector and prometheus_client's process, platform and gc
+    collectors, as the default registry would have them (so `process_resident_memory_bytes` is there)."""
+    registry = CollectorRegistry()
+    registry.register(LeakwatchCollector(source))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+class Endpoints:
+    """Answers requests for one source; the same object backs WSGI, ASGI and the server."""
+
+    def __init__(self, source: Source, registry: CollectorRegistry | None = None) -> None:
+        self._resolve: Callable[[], ReportSource | None] = (
+            source if callable(source) and not hasattr(source, "report") else (lambda: source)  # type: ignore[assignment,return-value]
+        )
+        self.registry = registry if registry is not None else private_registry(self._resolve)
+
+    def respond(self, method: str, path: str, query: str, headers: Mapping[str, str]) -> Response:
+        """One request: `headers` keys are lower-case."""
+        if path not in PATHS and path not in ("", "/"):
+            return _text("404 Not Found", f"no such path: {path[:200]}; leakwatch serves {', '.join(PATHS)}\n")
+        if method not in METHODS:
+            return _text("405 Method Not Allowed", f"{method[:20]} is not allowed; use GET or HEAD\n", (("Allow", "GET, HEAD"),))
+        params = parse_qs(query, keep_blank_values=True)
+        allowed = METRICS_PARAMS if path == "/metrics" else ()
+        unknown = sorted(k for k in params if k not in allowed)
+        if unknown:
+            what = ", ".join(allowed) if allowed else "none"
+            return _text("400 Bad Request", f"unknown query parameter {unknown[0][:50]!r} for {path}; allowed: {what}\n")
+        response = self._answer(path, params, headers)
+        if method == "HEAD":
+            return dataclasses.replace(response, body=b"")
+        return response
+
+    def _answer(self, path: str, params: Mapping[str, list[str]], headers: Mapping[str, str]) -> Response:
+        if path in ("", "/"):
+            return _text("200 OK", "leakwatch: " + ", ".join(PATHS) + "\n")
+        if path == "/api/suspects":
+            source = self._resolve()
+            if source is None:
+                return _text("503 Service Unavailable", "leakwatch is not started in this process\n")
+            body = json.dumps(source.report().to_dict(), indent=2).encode() + b"\n"
+            return Response("200 OK", (("Content-Type", "application/json"),), body)
+        encoder, content_type = choose_encoder(headers.get("accept", ""))
+        registry = self.registry
+        if "name[]" in params:
+            registry = registry.restricted_registry(params["name[]"])  # type: ignore[assignment]
+        body = encoder(registry)
+        out = [("Content-Type", content_type)]
+        if "gzip" in headers.get("accept-encoding", ""):
+            body = gzip.compress(body, compresslevel=5)
+            out.append(("Content-Encoding", "gzip"))
+        return Response("200 OK", tuple(out), body)
+
+
+def _text(status: str, text: str, extra: tuple[tuple[str, str], ...] = ()) -> Response:
+    return Response(status, (("Content-Type", "text/plain; charset=utf-8"), *extra), text.encode())
+
+
+# --- WSGI -------------------------------------------------------------------------------------
+
+
+def make_wsgi_app(source: Source, registry: CollectorRegistry | None = None) -> Callable[..., Iterable[bytes]]:
+    """A WSGI app serving leakwatch's paths relative to where it is mounted."""
+    endpoints = Endpoints(source, registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        headers = {
+            "accept": environ.get("HTTP_ACCEPT", ""),
+            "accept-encoding": environ.get("HTTP_ACCEPT_ENCODING", ""),
+        }
+        r = endpoints.respond(
+            environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/"), environ.get("QUERY_STRING", ""), headers
+        )
+        start_response(r.status, [*r.headers, ("Content-Length", str(len(r.body)))])
+        return [r.body]
+
+    return app
+
+
+# --- ASGI -------------------------------------------------------------------------------------
+
+
+def make_asgi_app(source: Source, registry: CollectorRegistry | None = None) -> Callable[..., Any]:
+    """An ASGI app serving leakwatch's paths relative to its mount point (`root_path`).
+
+    The exposition is built on the default executor, so a scrape never blocks the event loop.
+    """
+    endpoints = Endpoints(source, registry)
+
+    async def app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        path = scope.get("path", "/")
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :] or "/"
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        query = scope.get("query_string", b"").decode("latin-1")
+        loop = asyncio.get_running_loop()
+        r = await loop.run_in_executor(None, endpoints.respond, scope.get("method", "GET"), path, query, headers)
+        code = int(r.status.split(" ", 1)[0])
+        raw = [(k.lower().encode(), v.encode()) for k, v in r.headers] + [(b"content-length", str(len(r.body)).encode())]
+        await send({"type": "http.response.start", "status": code, "headers": raw})
+        await send({"type": "http.response.body", "body": r.body})
+
+    return app
+
+
+# --- a server of its own ------------------------------------------------------------------------
+
+
+class _QuietHandler(WSGIRequestHandler):
+    timeout = REQUEST_TIMEOUT_SECONDS
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        logger.debug("leakwatch http: " + format, *args)
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_CONCURRENT)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        logger.debug("leakwatch http: a request from %s failed", client_address, exc_info=True)
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class MetricsServer:
+    """leakwatch's own HTTP server on a daemon thread. `start()` raises OSError if it cannot bind."""
+
+    def __init__(self, source: Source, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._app = make_wsgi_app(source)
+        self._host = host
+        self._port = port
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) it listens on, or None when not serving."""
+        server = self._server
+        if server is None:
+            return None
+        host, port = server.server_address[:2]
+        return str(host), int(port)
+
+    def start(self) -> tuple[str, int]:
+        server_class = _Server6 if ":" in self._host else _Server
+        server = make_server(self._host, self._port, self._app, server_class=server_class, handler_class=_QuietHandler)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.25}, name=THREAD_NAME, daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:
+            server.server_close()
+            raise
+        self._server, self._thread = server, thread
+        address = self.address
+        assert address is not None
+        return address
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop serving and close the socket (idempotent)."""
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is None:
+            return
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            server.shutdown()
+            thread.join(timeout)
+        server.server_close()
+
+    def abandon(self) -> None:
+        """After fork, in the child: close the inherited socket without touching the parent's thread."""
+        server = self._server
+        self._server = self._thread = None
+        if server is not None:
+            try:
+                server.socket.close()
+            except OSError:
+                pass
