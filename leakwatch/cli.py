@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--interval", type=_positive_seconds, default=0.25, metavar="SECONDS", help="time between samples (default 0.25)"
     )
+    demo.add_argument(
+        "--port",
+        type=_port,
+        default=None,
+        metavar="PORT",
+        help="also serve /metrics and /api/suspects on 127.0.0.1:PORT (0 picks a free port)",
+    )
 
     run = sub.add_parser(
         "run",
@@ -88,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}")
+    return int(text)
+
+
 def _positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -109,7 +122,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             print(f"leakwatch {__version__}", file=out)
             return 0
         if args.command == "demo":
-            return run_demo(args.duration, args.interval, out)
+            return run_demo(args.duration, args.interval, out, args.port)
         if args.command == "run":
             return run_program(args.argv, args.option, args.report, args.quiet)
         if args.command == "options":
@@ -246,7 +259,7 @@ def _print_reports(reports: dict[int, Report], main_pid: int | None, out: TextIO
 # --- leakwatch demo ----------------------------------------------------------------------------
 
 
-def run_demo(duration: float, interval: float, out: TextIO) -> int:
+def run_demo(duration: float, interval: float, out: TextIO, port: int | None = None) -> int:
     from leakwatch.demo import CACHE_SIZE, DemoService
     from leakwatch.watcher import Watcher
 
@@ -257,6 +270,7 @@ def run_demo(duration: float, interval: float, out: TextIO) -> int:
         trace_window=max(6.0, 24 * interval),
         min_growth_bytes=256 * 1024,
         log_suspects=False,
+        port=port,
     )
     print(f"leakwatch demo: a service that leaks Session objects and keeps an LRU cache of {CACHE_SIZE} entries.", file=out)
     print(
@@ -265,8 +279,14 @@ def run_demo(duration: float, interval: float, out: TextIO) -> int:
         file=out,
         flush=True,
     )
-    service = DemoService().start()
     watcher = Watcher(config).start()
+    if port is not None:
+        if watcher.server_address is None:
+            watcher.stop()
+            raise CLIError(f"cannot serve on 127.0.0.1 port {port} (in use?); --port 0 picks a free port")
+        host, bound = watcher.server_address
+        print(f"Serving http://{host}:{bound}/metrics and http://{host}:{bound}/api/suspects", file=out, flush=True)
+    service = DemoService().start()
     start = time.monotonic()
     shown: dict[str, Suspect] = {}
     try:
