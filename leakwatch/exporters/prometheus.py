@@ -116,6 +116,15 @@ def exposed_series_bound(config: Config) -> int:
     return fixed + 5 * config.max_suspect_series + 2 * config.top_k
 
 
+def exposed_bytes_bound(config: Config) -> int:
+    """The most bytes leakwatch's own metrics take in one text-format scrape with this config.
+
+    A series line is at most about 330 bytes (the longest name, a 120-character key, the id and
+    a value); 16 KiB covers the HELP and TYPE lines.
+    """
+    return 400 * exposed_series_bound(config) + 16 * 1024
+
+
 class LeakwatchCollector:
     """prometheus_client collector over a `ReportSource` (or a callable that returns one, or None).
 

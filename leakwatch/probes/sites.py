@@ -15,13 +15,13 @@ import fnmatch
 import os
 import tracemalloc
 from collections.abc import Iterable, Mapping
-from itertools import compress, islice, repeat
-from operator import is_
+from itertools import compress
 
 _OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Sampled instances per suspect type, and how far back from the newest objects to look.
 INSTANCES_PER_TYPE = 32
 MAX_SCAN = 262_144
+MAX_ATTRIBUTED_TYPES = 16
 
 
 def site_key(frames: Iterable[tracemalloc.Frame]) -> str:
@@ -70,6 +70,7 @@ class SiteProbe:
         self.windows_started = 0
         self.started_at = 0.0
         self._ours = False
+        self._attribute_turn = 0
 
     @property
     def external(self) -> bool:
@@ -143,35 +144,38 @@ class SiteProbe:
 
         Looks at both ends of the gc list, where the youngest objects sit (generation 0 first,
         the latest promotions last), with C-level iterators over at most `MAX_SCAN` objects per
-        end; keeps no reference to any instance.
+        end, in one pass for all the types asked for. At most `MAX_ATTRIBUTED_TYPES` types are
+        looked up per call, taking turns across calls, so a heap with hundreds of growing types
+        costs no more than one with a few. Keeps no reference to any instance.
         """
         if not self.active:
             return {}
-        found: dict[str, tuple[str, ...]] = {}
-        for key in wanted:
-            tp = types.get(key)
-            if tp is not None:
-                sites = self._sites_of(objs, tp)
-                if sites:
-                    found[key] = sites
-        return found
-
-    def _sites_of(self, objs: list[object], tp: type) -> tuple[str, ...]:
-        tally: dict[str, int] = {}
-        traced = 0
+        asked = [key for key in wanted if key in types]
+        if len(asked) > MAX_ATTRIBUTED_TYPES:
+            turn = self._attribute_turn % len(asked)
+            asked = (asked[turn:] + asked[:turn])[:MAX_ATTRIBUTED_TYPES]
+            self._attribute_turn += MAX_ATTRIBUTED_TYPES
+        # Types still looked for; a type leaves once it has enough traced instances or tries.
+        looking: dict[type, str] = {types[key]: key for key in asked}
+        tallies: dict[str, dict[str, int]] = {key: {} for key in asked}
+        traced = dict.fromkeys(asked, 0)
+        tries = dict.fromkeys(asked, 0)
         for part in (objs[:MAX_SCAN], objs[-MAX_SCAN:][::-1]):
-            matches = compress(part, map(is_, map(type, part), repeat(tp)))
-            for obj in islice(matches, 4 * INSTANCES_PER_TYPE):
-                tb = tracemalloc.get_object_traceback(obj)
-                if tb is None:
-                    continue
-                site = site_key(tb)
-                tally[site] = tally.get(site, 0) + 1
-                traced += 1
-                if traced >= INSTANCES_PER_TYPE:
-                    break
-            obj = None
-            del part, matches
-            if traced >= INSTANCES_PER_TYPE:
+            if not looking:
                 break
-        return tuple(sorted(tally, key=tally.__getitem__, reverse=True)[:3])
+            # map() is lazy, so a type dropped from `looking` stops matching at once.
+            for obj in compress(part, map(looking.__contains__, map(type, part))):
+                key = looking[type(obj)]
+                tries[key] += 1
+                tb = tracemalloc.get_object_traceback(obj)
+                if tb is not None:
+                    site = site_key(tb)
+                    tallies[key][site] = tallies[key].get(site, 0) + 1
+                    traced[key] += 1
+                if traced[key] >= INSTANCES_PER_TYPE or tries[key] >= 4 * INSTANCES_PER_TYPE:
+                    del looking[type(obj)]
+                    if not looking:
+                        break
+            obj = None
+            del part
+        return {key: tuple(sorted(t, key=t.__getitem__, reverse=True)[:3]) for key, t in tallies.items() if t}
