@@ -1,0 +1,106 @@
+"""The Grafana dashboard: stable identity, the three variables, and queries that filter on them."""
+
+from __future__ import annotations
+
+import re
+
+from tests.deploy.exprs import DASHBOARD_VARIABLES, dashboard_panels, dashboard_targets, load_dashboard, variables
+
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+SELECTOR = re.compile(r"\b((?:leakwatch|process|python)_\w+)\s*(\{[^}]*\})?")
+
+
+def variable(name: str) -> dict:
+    (var,) = [v for v in load_dashboard()["templating"]["list"] if v["name"] == name]
+    return var
+
+
+def query_of(var: dict) -> str:
+    query = var["query"]
+    return query["query"] if isinstance(query, dict) else query
+
+
+def test_identity_is_stable():
+    dashboard = load_dashboard()
+    assert dashboard["uid"] == "leakwatch"
+    assert dashboard["title"] == "leakwatch"
+    assert 36 <= dashboard["schemaVersion"] <= 41
+    assert "id" not in dashboard or dashboard["id"] is None  # an id would tie the file to one Grafana database
+
+
+def test_variables_are_datasource_job_and_instance():
+    assert [v["name"] for v in load_dashboard()["templating"]["list"]] == ["datasource", "job", "instance"]
+    datasource = variable("datasource")
+    assert (datasource["type"], datasource["query"]) == ("datasource", "prometheus")
+    job, instance = variable("job"), variable("instance")
+    assert query_of(job) == "label_values(leakwatch_info, job)"
+    assert query_of(instance) == 'label_values(leakwatch_info{job=~"$job"}, instance)'
+    for var in (job, instance):
+        assert var["type"] == "query"
+        assert var["datasource"] == DATASOURCE
+        assert var["multi"] is True and var["includeAll"] is True
+        # A custom "All" value such as .* would match targets that do not run leakwatch
+        # (process_resident_memory_bytes comes from every Python exporter).
+        assert not var.get("allValue")
+
+
+def test_every_panel_has_a_title_a_description_and_the_datasource_variable():
+    for panel in dashboard_panels():
+        assert panel.get("title"), panel.get("id")
+        if panel["type"] == "row":
+            continue
+        assert panel.get("description", "").strip(), panel["title"]
+        assert panel.get("datasource") == DATASOURCE, panel["title"]
+        assert panel.get("targets"), panel["title"]
+
+
+def test_every_target_uses_the_datasource_variable():
+    for panel, target in dashboard_targets():
+        assert target.get("datasource") == DATASOURCE, panel["title"]
+        assert target.get("expr"), panel["title"]
+
+
+def test_every_selector_filters_on_job_and_instance():
+    for panel, target in dashboard_targets():
+        selectors = SELECTOR.findall(target["expr"])
+        assert selectors, (panel["title"], target["expr"])
+        for metric, matchers in selectors:
+            found = {m.replace(" ", "") for m in matchers.strip("{}").split(",")}
+            assert {'job=~"$job"', 'instance=~"$instance"'} <= found, (panel["title"], metric)
+
+
+def test_exprs_use_only_job_instance_and_rate_interval():
+    for panel, target in dashboard_targets():
+        expr = target["expr"]
+        assert "[[" not in expr, panel["title"]
+        assert variables(expr) <= set(DASHBOARD_VARIABLES), (panel["title"], expr)
+        assert expr.count("$") == sum(expr.count(f"${name}") + expr.count(f"${{{name}") for name in DASHBOARD_VARIABLES)
+
+
+def test_tables_query_the_latest_value_only():
+    tables = [panel for panel in dashboard_panels() if panel["type"] == "table"]
+    assert [panel["title"] for panel in tables] == ["Current suspects"]
+    for panel in tables:
+        for target in panel["targets"]:
+            assert target.get("instant") is True and target.get("range") is False, target["refId"]
+            assert target.get("format") == "table", target["refId"]
+
+
+def test_panels_have_unique_ids_and_do_not_overlap():
+    panels = list(dashboard_panels())
+    ids = [panel["id"] for panel in panels]
+    assert len(ids) == len(set(ids))
+    taken: dict[tuple[int, int], str] = {}
+    for panel in panels:
+        pos = panel["gridPos"]
+        assert pos["x"] + pos["w"] <= 24, panel["title"]
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                assert (x, y) not in taken, f"{panel['title']} overlaps {taken[(x, y)]}"
+                taken[(x, y)] = panel["title"]
+
+
+def test_ref_ids_are_unique_within_each_panel():
+    for panel in dashboard_panels():
+        refs = [target["refId"] for target in panel.get("targets", [])]
+        assert len(refs) == len(set(refs)), panel["title"]
