@@ -70,3 +70,22 @@ def test_small_run_writes_all_figures(tmp_path: Path) -> None:
     printed = out.getvalue()
     assert "leakwatch / floor" in printed
     assert "self memory" in printed
+
+
+def test_scrape_bench_small_storm_reports_size_and_bounds(tmp_path: Path) -> None:
+    path = Path(__file__).with_name("bench_scrape.py")
+    spec = importlib.util.spec_from_file_location("bench_scrape", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_scrape", bench)  # dataclasses look their module up there
+    spec.loader.exec_module(bench)
+    out = tmp_path / "s.json"
+
+    assert bench.main(["--types", "300", "--sites", "300", "--repeat", "3", "--wait", "30", "--json", str(out)]) == 0
+
+    r = json.loads(out.read_text(encoding="utf-8"))
+    assert r["suspects_omitted"] > 0, "300 growing types should pass the export cap of 50"
+    assert 0 < r["leakwatch_series"] <= r["bound_series"]
+    assert 0 < r["leakwatch_bytes"] <= r["bound_bytes"]
+    assert 0 < r["bytes_gzip"] < r["bytes"]
+    assert r["scrape"]["median_ms"] > 0 and r["render_leakwatch_collector"]["median_ms"] > 0
