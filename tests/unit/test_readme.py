@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from leakwatch.cli import main
-from leakwatch.config import OPTIONS
+from leakwatch.config import OPTIONS, Config
+from leakwatch.exporters.prometheus import MAX_LABEL_LENGTH, METRICS, exposed_bytes_bound, exposed_series_bound
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "README.md")
 
@@ -49,6 +50,18 @@ def test_options_table_lists_every_option_with_its_env_name():
             assert shown == f'"{opt.default}"', name
         else:
             assert shown == str(opt.default), name
+
+
+def test_metrics_table_lists_every_metric_the_collector_can_produce():
+    rows = re.findall(r"^\| `(leakwatch_\w+)` \| (\w+) \| ([^|]+) \| (.+) \|$", readme(), re.M)
+    table = [(name, kind, tuple(re.findall(r"`(\w+)`", labels)), meaning) for name, kind, labels, meaning in rows]
+    assert table == [(m.name, m.type, m.labels, m.help) for m in METRICS]
+
+
+def test_metrics_section_states_the_bounds_the_code_keeps():
+    text = readme()
+    assert f"longer than {MAX_LABEL_LENGTH} characters" in text
+    assert f"at most {exposed_series_bound(Config())} leakwatch series and {exposed_bytes_bound(Config()):,} bytes" in text
 
 
 @pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="argparse words its help differently on other versions")
