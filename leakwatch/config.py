@@ -47,6 +47,8 @@ class Option:
     # When set and the option is not given, its value is this many intervals (`default` is
     # then the value at the default interval).
     intervals: float | None = None
+    # A "str" option that must not be empty (an empty host would bind every interface).
+    nonempty: bool = False
 
     @property
     def env(self) -> str:
@@ -59,7 +61,7 @@ class Option:
         if self.kind == "choice":
             return "one of " + ", ".join(repr(c) for c in self.choices)
         if self.kind == "str":
-            return "a string"
+            return "a non-empty string" if self.nonempty else "a string"
         unit = {"seconds": " seconds", "bytes": " bytes"}.get(self.kind, "")
         kind = "an integer" if self.kind in ("int", "bytes") else "a number"
         suffix = {
@@ -186,6 +188,7 @@ OPTIONS: tuple[Option, ...] = (
         "127.0.0.1",
         "str",
         "Address the HTTP server binds. The default keeps it on this machine; 0.0.0.0 or :: exposes it to the network.",
+        nonempty=True,
     ),
     Option(
         "max_suspect_series",
@@ -306,7 +309,7 @@ def _coerce_keyword(opt: Option, value: Any) -> Any:
             raise ConfigError(opt.name, value, opt.allowed())
         return value
     if opt.kind == "str":
-        if not isinstance(value, (str, os.PathLike)):
+        if not isinstance(value, (str, os.PathLike)) or (opt.nonempty and not os.fspath(value).strip()):
             raise ConfigError(opt.name, value, opt.allowed())
         return os.fspath(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -327,6 +330,8 @@ def _parse_env(opt: Option, raw: str) -> Any:
         return _parse_text(opt, raw)
     except (ValueError, ConfigError):
         default = f"{opt.intervals:g} intervals" if opt.intervals is not None else repr(opt.default)
+        if opt.default is None:
+            default = "unset"
         logger.warning("leakwatch: %s=%r is not valid (allowed: %s); using the default, %s", opt.env, raw, opt.allowed(), default)
         return _UNSET
 

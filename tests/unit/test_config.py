@@ -55,6 +55,11 @@ def test_sub_second_interval_works():
         ("trace_frames", 1.5, "an integer"),
         ("census", 1, "true or false"),
         ("max_series", float("nan"), "an integer"),
+        ("port", 65536, "from 0 to 65535"),
+        ("port", "9464", "an integer"),
+        ("host", "", "a non-empty string"),
+        ("max_suspect_series", 0, "from 1 to 10000"),
+        ("cpu_budget", 2, "from 0.0001 to 1"),
     ],
 )
 def test_bad_keyword_raises_naming_option_value_and_what_is_allowed(option, value, allowed):
@@ -92,6 +97,16 @@ def test_bad_env_value_warns_and_falls_back(caplog):
     text = caplog.text
     assert "LEAKWATCH_INTERVAL='fast'" in text and "from 0.01 to 60" in text
     assert "LEAKWATCH_USS='maybe'" in text
+
+
+def test_server_options_from_env_and_their_bad_values(caplog):
+    config = Config.from_options(env={"LEAKWATCH_PORT": "9464", "LEAKWATCH_HOST": "0.0.0.0", "LEAKWATCH_MEMORY_LIMIT": "2GiB"})
+    assert (config.port, config.host, config.memory_limit) == (9464, "0.0.0.0", 2 * 1024**3)
+    assert Config.from_options(env={}).port is None  # no server unless asked
+    with caplog.at_level(logging.WARNING, logger="leakwatch.config"):
+        config = Config.from_options(env={"LEAKWATCH_PORT": "http", "LEAKWATCH_HOST": " "})
+    assert (config.port, config.host) == (None, "127.0.0.1")
+    assert "LEAKWATCH_PORT='http'" in caplog.text and "LEAKWATCH_HOST=' '" in caplog.text
 
 
 def test_env_window_too_short_for_interval_warns_and_widens(caplog):
