@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import re
 
-from tests.deploy.exprs import DASHBOARD_VARIABLES, dashboard_panels, dashboard_targets, load_dashboard, variables
+import pytest
+
+from tests.deploy.exprs import (
+    DASHBOARD_VARIABLES,
+    dashboard_exprs,
+    dashboard_panels,
+    dashboard_targets,
+    load_dashboard,
+    rule_exprs,
+    substitute,
+    variables,
+)
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 SELECTOR = re.compile(r"\b((?:leakwatch|process|python)_\w+)\s*(\{[^}]*\})?")
@@ -104,3 +115,16 @@ def test_ref_ids_are_unique_within_each_panel():
     for panel in dashboard_panels():
         refs = [target["refId"] for target in panel.get("targets", [])]
         assert len(refs) == len(set(refs)), panel["title"]
+
+
+def test_helpers_list_every_expr_and_fill_in_the_variables():
+    exprs = dashboard_exprs()
+    assert len(exprs) == sum(1 for _ in dashboard_targets())
+    assert all(isinstance(title, str) and title and isinstance(expr, str) and expr for title, expr in exprs)
+    assert [name for name, _ in rule_exprs()][0] == "LeakwatchLeakSuspected"
+    expr = 'rate(x{job=~"$job", instance=~"${instance}"}[$__rate_interval])'
+    assert substitute(expr, job="app", instance="a:9464", rate_interval="2m") == 'rate(x{job=~"app", instance=~"a:9464"}[2m])'
+    for _, expr in exprs:
+        assert "$" not in substitute(expr)
+    with pytest.raises(KeyError):
+        substitute("x[$__interval]")
