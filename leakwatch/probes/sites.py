@@ -12,6 +12,7 @@ If the application started tracemalloc itself, this probe reads it and never sto
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import os
 import tracemalloc
 from collections.abc import Iterable, Mapping
@@ -32,19 +33,45 @@ def site_key(frames: Iterable[tracemalloc.Frame]) -> str:
 # leakwatch's own files; the demo service (leakwatch/demo.py) is left visible on purpose.
 _OWN_FILES = (
     "__init__.py",
+    "__main__.py",
+    "auto.py",
+    "cli.py",
     "config.py",
+    "costs.py",
     "detector.py",
     "errors.py",
     "history.py",
     "model.py",
     "sampler.py",
+    "server.py",
+    "testing.py",
     "watcher.py",
+    os.path.join("bootstrap", "*"),
+    os.path.join("exporters", "*"),
     os.path.join("probes", "*"),
 )
 
 
+def _exposition_files() -> tuple[str, ...]:
+    """prometheus_client's modules that run only while a scrape renders.
+
+    A scrape frees hundreds of small dicts and tuples; CPython keeps freed dicts and tuples on
+    free lists and hands them to the next allocations, and tracemalloc keeps blaming the line
+    that first allocated them. So when the application leaks dicts, part of its leak would be
+    reported at prometheus_client's `add_metric`, where leakwatch's own scrapes allocated them.
+    The application's own metrics (metrics.py, values.py) stay visible.
+    """
+    spec = importlib.util.find_spec("prometheus_client")
+    if spec is None or not spec.submodule_search_locations:
+        return ()
+    root = list(spec.submodule_search_locations)[0]
+    names = ("metrics_core.py", "exposition.py", "samples.py", "*_collector.py", os.path.join("openmetrics", "exposition.py"))
+    return tuple(os.path.join(root, name) for name in names)
+
+
 _IGNORED = (
     *(os.path.join(_OWN_DIR, name) for name in _OWN_FILES),
+    *_exposition_files(),
     tracemalloc.__file__,
     "<frozen importlib._bootstrap>",
     "<frozen importlib._bootstrap_external>",

@@ -11,7 +11,7 @@ import pytest
 
 from leakwatch.probes.census import CensusProbe, type_key
 from leakwatch.probes.process import ProcessProbe
-from leakwatch.probes.sites import SiteProbe
+from leakwatch.probes.sites import MAX_ATTRIBUTED_TYPES, SiteProbe
 
 
 class Widget:
@@ -124,3 +124,38 @@ def test_attribution_names_the_allocating_line_of_a_type(probe):
     line = next(i for i, text in enumerate(open(__file__), 1) if "SLOTTED-LINE" in text and "next(" not in text)
     assert found[f"{__name__}.Slotted"][0] == f"{__file__}:{line}"
     del made
+
+
+def test_attribution_takes_turns_when_many_types_grow(probe):
+    kinds = [type(f"Many{i}", (), {"__slots__": ("x",)}) for i in range(3 * MAX_ATTRIBUTED_TYPES)]
+    probe.start_window(0.0)
+    made = [k() for k in kinds for _ in range(4)]
+    wanted = [f"{__name__}.Many{i}" for i in range(len(kinds))]
+    turns: list[dict] = []
+    for _ in range(3):
+        CensusProbe().read(visit=lambda objs, types: turns.append(probe.attribute(objs, types, wanted)))
+    seen: set[str] = set()
+    for found in turns:
+        assert len(found) <= MAX_ATTRIBUTED_TYPES
+        seen |= set(found)
+    assert seen == set(wanted)  # three turns cover all 48 types
+    del made
+
+
+def test_a_scrape_does_not_become_an_allocation_site(probe):
+    # A scrape's freed dicts go on CPython's free lists and are handed to the application's
+    # next dicts with prometheus_client's line still on them; those lines are not reported.
+    from prometheus_client import CollectorRegistry, Counter, generate_latest
+
+    registry = CollectorRegistry()
+    counter = Counter("requests", "Requests", ["path"], registry=registry)
+    probe.start_window(0.0)
+    kept = []
+    for i in range(300):
+        counter.labels(path=f"/p{i}").inc()  # the application's own metrics: a real leak if unbounded
+        generate_latest(registry)
+        kept.append({"i": i})
+    sizes, _ = probe.read()
+    assert not [k for k in sizes if "metrics_core.py" in k or "exposition.py" in k]
+    assert [k for k in sizes if "prometheus_client" in k and "metrics.py" in k]
+    del kept
