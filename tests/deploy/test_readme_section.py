@@ -7,22 +7,20 @@ import re
 
 import pytest
 
-from tests.deploy.exprs import DEPLOY, ROOT, rule_groups
+from tests.deploy.exprs import ROOT, rule_groups
 
 HEADING = "## Deploy: Prometheus, Grafana, Kubernetes"
 ALERT_ROW = re.compile(r"^\| `(\w+)` \| (\w+) \| .+ \|$", re.M)
 
 
 def section() -> str:
-    """The deploy section from README.md, or from deploy/README-section.md until it is merged."""
-    for path in (os.path.join(ROOT, "README.md"), os.path.join(DEPLOY, "README-section.md")):
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-            if HEADING in text:
-                body = text.split(HEADING, 1)[1]
-                return re.split(r"^## ", body, maxsplit=1, flags=re.M)[0]
-    pytest.fail(f"no '{HEADING}' section in README.md or deploy/README-section.md")
+    """The deploy section of README.md."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    if HEADING not in text:
+        pytest.fail(f"no '{HEADING}' section in README.md")
+    body = text.split(HEADING, 1)[1]
+    return re.split(r"^## ", body, maxsplit=1, flags=re.M)[0]
 
 
 def test_alert_table_lists_every_alert_with_its_severity():
