@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -225,3 +226,15 @@ def test_default_apps_follow_the_process_wide_watcher():
         assert responses[-1] == "200 OK" and json.loads(body)["samples"] >= 1
     finally:
         leakwatch.stop()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_leaves_the_parents_server_serving(served):
+    watcher, base = served
+    pid = os.fork()
+    if pid == 0:  # the child: it must not serve, nor hang, nor break the parent's socket
+        code = 0 if watcher.server_address is None else 3
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert get(base + "/metrics")[0] == 200

@@ -10,7 +10,7 @@ import weakref
 import pytest
 
 from leakwatch.probes.census import CensusProbe, type_key
-from leakwatch.probes.process import ProcessProbe
+from leakwatch.probes.process import ProcessProbe, cgroup_memory_limit
 from leakwatch.probes.sites import MAX_ATTRIBUTED_TYPES, SiteProbe
 
 
@@ -159,3 +159,28 @@ def test_a_scrape_does_not_become_an_allocation_site(probe):
     assert not [k for k in sizes if "metrics_core.py" in k or "exposition.py" in k]
     assert [k for k in sizes if "prometheus_client" in k and "metrics.py" in k]
     del kept
+
+
+def write(path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_cgroup_v2_limit_is_the_tightest_up_the_tree(tmp_path):
+    write(tmp_path / "proc", "0::/kubepods/pod1/app\n")
+    write(tmp_path / "cg" / "kubepods" / "pod1" / "app" / "memory.max", "max\n")
+    write(tmp_path / "cg" / "kubepods" / "pod1" / "memory.max", "536870912\n")
+    write(tmp_path / "cg" / "kubepods" / "memory.max", "8589934592\n")
+    assert cgroup_memory_limit(str(tmp_path / "cg"), str(tmp_path / "proc")) == 512 * 1024**2
+
+
+def test_cgroup_v1_unlimited_reads_as_none_and_a_limit_as_bytes(tmp_path):
+    write(tmp_path / "proc", "4:memory:/docker/abc\n1:cpu:/\n")
+    write(tmp_path / "cg" / "memory" / "docker" / "abc" / "memory.limit_in_bytes", "9223372036854771712\n")
+    assert cgroup_memory_limit(str(tmp_path / "cg"), str(tmp_path / "proc")) is None
+    write(tmp_path / "cg" / "memory" / "docker" / "abc" / "memory.limit_in_bytes", "268435456\n")
+    assert cgroup_memory_limit(str(tmp_path / "cg"), str(tmp_path / "proc")) == 256 * 1024**2
+
+
+def test_no_cgroup_files_means_no_limit(tmp_path):
+    assert cgroup_memory_limit(str(tmp_path / "none"), str(tmp_path / "missing")) is None
