@@ -42,6 +42,8 @@ MAX_POINTS = 48  # pairwise statistics are O(n^2); longer windows are subsampled
 PROCESS_SUSPECT_KEY = "rss"
 # A traced share of RSS growth below this leaves the growth "not explained by Python".
 EXPLAINED_SHARE = 0.5
+# The largest block pymalloc hands out; bigger requests go to malloc and show in RSS alone.
+MAX_BLOCK_BYTES = 512
 # A site whose in-window block growth exceeds the whole process's net block growth this many
 # times cannot be net growth: it is a bounded structure turning over (see README).
 SITE_NET_FACTOR = 2.0
@@ -486,7 +488,14 @@ def detect(
     rss = history.get("process", PROCESS_SUSPECT_KEY)
     if rss is not None:
         rss_trend = _window_trend(rss, now, p, "bytes", warm) or _long_trend(rss, now, p, "bytes", warm)
-        explained = rss_explained(history, p, type_growing or blocks_trend is not None)
+        # Interpreter blocks are at most 512 bytes: a slow climb of blocks (free lists filling,
+        # caches warming) cannot explain RSS growing many times faster.
+        blocks_explain = (
+            blocks_trend is not None
+            and rss_trend is not None
+            and blocks_trend.slope * MAX_BLOCK_BYTES >= EXPLAINED_SHARE * rss_trend.slope
+        )
+        explained = rss_explained(history, p, type_growing or blocks_explain)
         if rss_trend is not None and explained is None:
             triggers.append(f"process:{PROCESS_SUSPECT_KEY}")
             if f"process:{PROCESS_SUSPECT_KEY}" in old:  # stands while new evidence is gathered

@@ -15,6 +15,9 @@ from leakwatch.probes.sites import SiteProbe
 
 logger = logging.getLogger(__name__)
 
+# A container's memory limit rarely changes (an in-place resize); reading it every tick is waste.
+LIMIT_REFRESH_SECONDS = 60.0
+
 
 class Sampler:
     """Reads every enabled probe into one `Sample`.
@@ -33,6 +36,8 @@ class Sampler:
             else None
         )
         self.memory_limit = config.memory_limit
+        self._cgroup_limit = 0
+        self._limit_read_at = float("-inf")
         self.errors: Counter[str] = Counter()
         self.runs: Counter[str] = Counter()
         self.samples = 0
@@ -64,7 +69,7 @@ class Sampler:
             window = sites.window
             self._run("sites", lambda: self._read_sites(sites, values), durations, failed)
         self.samples += 1
-        limit = self.memory_limit or (cgroup_memory_limit() if self.process is not None else None) or 0
+        limit = self.memory_limit or self._container_limit(t)
         return Sample(
             t=t,
             values=values,
@@ -74,6 +79,13 @@ class Sampler:
             type_sites=type_sites,
             memory_limit=float(limit),
         )
+
+    def _container_limit(self, t: float) -> int:
+        """The cgroup memory limit, read again at most once a `LIMIT_REFRESH_SECONDS` (0: none)."""
+        if self.process is not None and t - self._limit_read_at >= LIMIT_REFRESH_SECONDS:
+            self._cgroup_limit = cgroup_memory_limit() or 0
+            self._limit_read_at = t
+        return self._cgroup_limit
 
     @staticmethod
     def _read_sites(sites: SiteProbe, values: dict[str, dict[str, float]]) -> None:

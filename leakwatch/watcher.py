@@ -18,16 +18,18 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leakwatch import detector
 from leakwatch.config import Config
 from leakwatch.costs import CostMeter
-from leakwatch.exporters.prometheus import LeakwatchCollector
 from leakwatch.history import History
 from leakwatch.model import Report, Suspect
 from leakwatch.sampler import Sampler
-from leakwatch.server import MetricsServer, make_asgi_app, make_wsgi_app
+
+if TYPE_CHECKING:  # imported when used: most processes never serve, and import time is the host's
+    from leakwatch.exporters.prometheus import LeakwatchCollector
+    from leakwatch.server import MetricsServer
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +132,7 @@ class Watcher:
         """
         self._stop_event.set()
         atexit.unregister(self._stop_at_exit)
-        self._stop_exporting()
+        self._stop_exporting(timeout)
         thread = self._thread
         if thread is threading.current_thread():
             return True
@@ -161,19 +163,24 @@ class Watcher:
         return None if server is None else server.address
 
     def _start_exporting(self) -> None:
+        """Register the collector and start the server, as asked; a failure is logged, never raised."""
         if self._registry is not None and self._collector is None:
-            collector = LeakwatchCollector(self)
             try:
+                from leakwatch.exporters.prometheus import LeakwatchCollector
+
+                collector = LeakwatchCollector(self)
                 self._registry.register(collector)
                 self._collector = collector
-            except ValueError as e:  # the registry already has metrics of these names
+            except Exception as e:  # a registry that already has these names, or not a registry
                 logger.error("leakwatch: cannot register its metrics in the given registry: %s", e)
         port = self.config.port
         if port is not None and self._server is None:
-            server = MetricsServer(self, self.config.host, port)
             try:
+                from leakwatch.server import MetricsServer
+
+                server = MetricsServer(self, self.config.host, port)
                 host, bound = server.start()
-            except (OSError, RuntimeError) as e:
+            except Exception as e:
                 logger.error(
                     "leakwatch: cannot serve HTTP on %s port %s: %s; sampling goes on without the server "
                     "(port=0 picks a free port)",
@@ -183,12 +190,13 @@ class Watcher:
                 )
                 return
             self._server = server
-            logger.info("leakwatch: serving /metrics and /api/suspects on http://%s:%d/", host, bound)
+            shown = f"[{host}]" if ":" in host else host
+            logger.info("leakwatch: serving /metrics and /api/suspects on http://%s:%d/", shown, bound)
 
-    def _stop_exporting(self) -> None:
+    def _stop_exporting(self, timeout: float | None = 2.0) -> None:
         server, self._server = self._server, None
         if server is not None:
-            server.stop()
+            server.stop(2.0 if timeout is None else min(timeout, 2.0))
         collector, self._collector = self._collector, None
         if collector is not None:
             try:
@@ -279,7 +287,11 @@ class Watcher:
             report = self._tick()
             self._costs.add(report.durations, time.thread_time() - cpu)
             report = dataclasses.replace(report, costs=self._costs.snapshot(self._sampler.runs))
+            changed = {s.id for s in self._report.suspects} != {s.id for s in report.suspects}
             self._report = report
+            if changed:
+                # A process killed by a signal never reaches stop(): keep the file current.
+                self._write_report_file()
             return report
 
     def _tick(self) -> Report:
@@ -311,10 +323,6 @@ class Watcher:
             memory_limit=sample.memory_limit,
             costs=self._report.costs,
         )
-        self._report = report
-        if {s.id for s in verdict.suspects} != {s.id for s in new.suspects}:
-            # A process killed by a signal never reaches stop(): keep the file current.
-            self._write_report_file()
         return report
 
     def _steer_tracing(self, verdict: detector.Verdict, now: float) -> None:
@@ -464,10 +472,14 @@ def current() -> Watcher | None:
 def wsgi_app(watcher: Watcher | None = None) -> Callable[..., Any]:
     """A WSGI app serving /metrics and /api/suspects for `watcher` (default: the process-wide
     one at request time; 503 on /api/suspects while none runs). Mount it under a web app."""
+    from leakwatch.server import make_wsgi_app
+
     return make_wsgi_app(watcher if watcher is not None else current)
 
 
 def asgi_app(watcher: Watcher | None = None) -> Callable[..., Any]:
     """An ASGI app serving /metrics and /api/suspects for `watcher` (default: the process-wide
-    one at request time). Mount it under a web app, e.g. Starlette's `Mount("/leakwatch", ...)`."""
+    one at request time). Mount it under a web app, e.g. Starlette's `app.mount("/leakwatch", ...)`."""
+    from leakwatch.server import make_asgi_app
+
     return make_asgi_app(watcher if watcher is not None else current)

@@ -187,6 +187,26 @@ def test_rss_growth_python_does_not_explain_is_a_process_suspect():
     assert "not explained" in verdicts[-1].suspects[0].detail
 
 
+def test_interpreter_blocks_creeping_cannot_explain_fast_rss_growth():
+    # Four blocks a second (a free list filling) account for 2 kB/s at most, not 100 kB/s.
+    rng = random.Random(7)
+    signals = {
+        ("process", "rss"): lambda t: 50e6 + 100_000 * t + rng.uniform(0, 200_000),
+        ("process", "py_blocks"): lambda t: 40_000 + 4 * t,
+    }
+    verdicts = simulate(signals, duration=200, interval=1, params=PARAMS)
+    assert [(s.kind, s.key) for s in verdicts[-1].suspects] == [("process", "rss")]
+
+
+def test_interpreter_blocks_growing_in_step_with_rss_explain_it():
+    signals = {
+        ("process", "rss"): lambda t: 50e6 + 100_000 * t,
+        ("process", "py_blocks"): lambda t: 40_000 + 1000 * t,  # up to 512 kB/s of small objects
+    }
+    verdicts = simulate(signals, duration=200, interval=1, params=PARAMS)
+    assert verdicts[-1].suspects == ()
+
+
 def test_rss_growth_explained_by_growing_objects_is_not_a_process_suspect():
     signals = {
         ("process", "rss"): lambda t: 50e6 + 100_000 * t,
