@@ -61,7 +61,7 @@ class Option:
         if self.kind == "choice":
             return "one of " + ", ".join(repr(c) for c in self.choices)
         if self.kind == "str":
-            return "a non-empty string" if self.nonempty else "a string"
+            return "a non-empty string without spaces" if self.nonempty else "a string without NUL characters"
         unit = {"seconds": " seconds", "bytes": " bytes"}.get(self.kind, "")
         kind = "an integer" if self.kind in ("int", "bytes") else "a number"
         suffix = {
@@ -270,7 +270,8 @@ class Config:
         for opt in OPTIONS:
             if name_given(opt.name, options):
                 values[opt.name] = _coerce_keyword(opt, options[opt.name])
-            elif opt.env in env and (parsed := _parse_env(opt, env[opt.env])) is not _UNSET:
+            # An empty variable (common in templated manifests) counts as unset.
+            elif env.get(opt.env, "").strip() and (parsed := _parse_env(opt, env[opt.env])) is not _UNSET:
                 values[opt.name] = parsed
                 from_env.add(opt.name)
             elif opt.intervals is not None:
@@ -309,9 +310,12 @@ def _coerce_keyword(opt: Option, value: Any) -> Any:
             raise ConfigError(opt.name, value, opt.allowed())
         return value
     if opt.kind == "str":
-        if not isinstance(value, (str, os.PathLike)) or (opt.nonempty and not os.fspath(value).strip()):
+        if not isinstance(value, (str, os.PathLike)):
             raise ConfigError(opt.name, value, opt.allowed())
-        return os.fspath(value)
+        text = os.fspath(value)
+        if "\0" in text or (opt.nonempty and (not text.strip() or any(c.isspace() for c in text.strip()))):
+            raise ConfigError(opt.name, value, opt.allowed())
+        return text.strip() if opt.nonempty else text
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(opt.name, value, opt.allowed())
     if opt.kind in ("int", "bytes") and not float(value).is_integer():

@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gzip
+import io
 import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -68,7 +70,14 @@ class Endpoints:
         self.registry = registry if registry is not None else private_registry(self._resolve)
 
     def respond(self, method: str, path: str, query: str, headers: Mapping[str, str]) -> Response:
-        """One request: `headers` keys are lower-case."""
+        """One request: `headers` keys are lower-case. Never raises: a failure answers 500."""
+        try:
+            return self._respond(method, path, query, headers)
+        except Exception:
+            logger.debug("leakwatch http: answering %s %s failed", method[:20], path[:200], exc_info=True)
+            return _text("500 Internal Server Error", "leakwatch could not answer this request\n")
+
+    def _respond(self, method: str, path: str, query: str, headers: Mapping[str, str]) -> Response:
         if path not in PATHS and path not in ("", "/"):
             return _text("404 Not Found", f"no such path: {path[:200]}; leakwatch serves {', '.join(PATHS)}\n")
         if method not in METHODS:
@@ -81,7 +90,9 @@ class Endpoints:
             return _text("400 Bad Request", f"unknown query parameter {unknown[0][:50]!r} for {path}; allowed: {what}\n")
         response = self._answer(path, params, headers)
         if method == "HEAD":
-            return dataclasses.replace(response, body=b"")
+            # The length a GET would get, without the body.
+            length = (("Content-Length", str(len(response.body))),)
+            return dataclasses.replace(response, headers=response.headers + length, body=b"")
         return response
 
     def _answer(self, path: str, params: Mapping[str, list[str]], headers: Mapping[str, str]) -> Response:
@@ -93,20 +104,44 @@ class Endpoints:
                 return _text("503 Service Unavailable", "leakwatch is not started in this process\n")
             body = json.dumps(source.report().to_dict(), indent=2).encode() + b"\n"
             return Response("200 OK", (("Content-Type", "application/json"),), body)
-        encoder, content_type = choose_encoder(headers.get("accept", ""))
+        try:
+            encoder, content_type = choose_encoder(headers.get("accept", ""))
+        except Exception:  # a malformed Accept (e.g. "version=x"): answer in the plain text format
+            encoder, content_type = choose_encoder("")
         registry = self.registry
         if "name[]" in params:
             registry = registry.restricted_registry(params["name[]"])  # type: ignore[assignment]
         body = encoder(registry)
-        out = [("Content-Type", content_type)]
-        if "gzip" in headers.get("accept-encoding", ""):
+        out = [("Content-Type", content_type), ("Vary", "Accept, Accept-Encoding")]
+        if accepts_gzip(headers.get("accept-encoding", "")):
             body = gzip.compress(body, compresslevel=5)
             out.append(("Content-Encoding", "gzip"))
         return Response("200 OK", tuple(out), body)
 
 
+def accepts_gzip(header: str) -> bool:
+    """Whether an Accept-Encoding header takes gzip (q=0 refuses it)."""
+    for part in header.split(","):
+        name, _, params = part.strip().partition(";")
+        if name.strip().lower() in ("gzip", "x-gzip"):
+            q = params.strip().lower()
+            if q.startswith("q="):
+                try:
+                    return float(q[2:]) > 0
+                except ValueError:
+                    return False
+            return True
+    return False
+
+
 def _text(status: str, text: str, extra: tuple[tuple[str, str], ...] = ()) -> Response:
     return Response(status, (("Content-Type", "text/plain; charset=utf-8"), *extra), text.encode())
+
+
+def _with_length(r: Response) -> tuple[tuple[str, str], ...]:
+    if any(name == "Content-Length" for name, _ in r.headers):
+        return r.headers
+    return (*r.headers, ("Content-Length", str(len(r.body))))
 
 
 # --- WSGI -------------------------------------------------------------------------------------
@@ -124,7 +159,7 @@ def make_wsgi_app(source: Source, registry: CollectorRegistry | None = None) -> 
         r = endpoints.respond(
             environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/"), environ.get("QUERY_STRING", ""), headers
         )
-        start_response(r.status, [*r.headers, ("Content-Length", str(len(r.body)))])
+        start_response(r.status, list(_with_length(r)))
         return [r.body]
 
     return app
@@ -160,7 +195,7 @@ def make_asgi_app(source: Source, registry: CollectorRegistry | None = None) -> 
         loop = asyncio.get_running_loop()
         r = await loop.run_in_executor(None, endpoints.respond, scope.get("method", "GET"), path, query, headers)
         code = int(r.status.split(" ", 1)[0])
-        raw = [(k.lower().encode(), v.encode()) for k, v in r.headers] + [(b"content-length", str(len(r.body)).encode())]
+        raw = [(k.lower().encode(), v.encode()) for k, v in _with_length(r)]
         await send({"type": "http.response.start", "status": code, "headers": raw})
         await send({"type": "http.response.body", "body": r.body})
 
@@ -170,8 +205,32 @@ def make_asgi_app(source: Source, registry: CollectorRegistry | None = None) -> 
 # --- a server of its own ------------------------------------------------------------------------
 
 
+class _DeadlineReader(io.RawIOBase):
+    """Reads a socket until a deadline for the whole request, not per read: a client that
+    trickles one byte every few seconds is cut off all the same."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("leakwatch http: request took too long")
+        self._sock.settimeout(left)
+        return self._sock.recv_into(buffer)
+
+
 class _QuietHandler(WSGIRequestHandler):
     timeout = REQUEST_TIMEOUT_SECONDS
+
+    def setup(self) -> None:
+        super().setup()
+        deadline = time.monotonic() + REQUEST_TIMEOUT_SECONDS
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, deadline))
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         logger.debug("leakwatch http: " + format, *args)
@@ -193,7 +252,15 @@ class _Server(ThreadingMixIn, WSGIServer):
                 pass
             self.shutdown_request(request)
             return
-        super().process_request(request, client_address)
+        thread = threading.Thread(
+            target=self.process_request_thread, args=(request, client_address), name=f"{THREAD_NAME}-request", daemon=True
+        )
+        try:
+            thread.start()
+        except BaseException:  # no thread to be had (limits, shutdown): free the slot, drop the request
+            self._slots.release()
+            self.shutdown_request(request)
+            raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
@@ -234,7 +301,7 @@ class MetricsServer:
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.25}, name=THREAD_NAME, daemon=True)
         try:
             thread.start()
-        except RuntimeError:
+        except BaseException:
             server.server_close()
             raise
         self._server, self._thread = server, thread
@@ -243,13 +310,14 @@ class MetricsServer:
         return address
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop serving and close the socket (idempotent)."""
+        """Stop serving and close the socket (idempotent); waits at most `timeout` seconds."""
         server, thread = self._server, self._thread
         self._server = self._thread = None
         if server is None:
             return
         if thread is not None and thread.is_alive() and thread is not threading.current_thread():
-            server.shutdown()
+            # shutdown() waits without a bound; ask from a helper thread and wait for it here.
+            threading.Thread(target=server.shutdown, name=f"{THREAD_NAME}-stop", daemon=True).start()
             thread.join(timeout)
         server.server_close()
 

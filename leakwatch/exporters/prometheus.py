@@ -7,7 +7,8 @@ listed once, in `METRICS`; the README's metric table is checked against it by a 
 Cardinality is bounded whatever the heap holds: at most `max_suspect_series` suspects get
 labelled series (the rest are counted in `leakwatch_suspects_omitted`), at most `top_k` types
 and `top_k` sites appear in the census metrics, and label values are cut to
-`MAX_LABEL_LENGTH` characters. Labels carry type names and source locations, never reprs.
+`MAX_LABEL_LENGTH` characters (a type keeps its end; a site keeps its allocating frame).
+Labels carry type names and source locations, never reprs.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ from leakwatch.model import KINDS, Report, Suspect
 # Longest label value exported; longer type and site strings keep their end (the class or the
 # file and line), prefixed by "...".
 MAX_LABEL_LENGTH = 120
-# Kinds of the suspect series (the `kind` label).
+# Labels of the per-suspect series.
 SUSPECT_LABELS = ("kind", "key", "id")
+# How a site key joins its frames (leakwatch.probes.sites.site_key): allocating frame first.
+SITE_SEPARATOR = " <- "
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +109,32 @@ def truncate(value: str, limit: int = MAX_LABEL_LENGTH) -> str:
     return value if len(value) <= limit else "..." + value[-(limit - 3) :]
 
 
+def truncate_site(key: str, limit: int = MAX_LABEL_LENGTH) -> str:
+    """Cut a site key to `limit` characters, keeping its allocating frame (the first one, before
+    any " <- caller") and, of that frame, its end (file and line)."""
+    if len(key) <= limit:
+        return key
+    first, sep, _ = key.partition(SITE_SEPARATOR)
+    if sep and len(first) + len(SITE_SEPARATOR) + 3 <= limit:
+        return first + SITE_SEPARATOR + "..."
+    return truncate(first, limit)
+
+
+def label_of(kind: str, key: str) -> str:
+    """The label value for a key of this kind, within `MAX_LABEL_LENGTH`."""
+    return truncate_site(key) if kind == "site" else truncate(key)
+
+
+def _by_label(kind: str, entries: Sequence[tuple[str, float]]) -> dict[str, float]:
+    """Top-K entries by label; keys that shorten to the same label are added up, so no two
+    series of one metric ever share their labels."""
+    out: dict[str, float] = {}
+    for key, value in entries:
+        label = label_of(kind, key)
+        out[label] = out.get(label, 0.0) + value
+    return out
+
+
 def exposed_series_bound(config: Config) -> int:
     """The most series one scrape can expose with this config (histogram buckets included).
 
@@ -163,10 +192,10 @@ class LeakwatchCollector:
         _add_suspects(add, report, config.max_suspect_series)
         for kind, count in _count_by_kind(report.candidates).items():
             add("leakwatch_candidates", [kind], count)
-        for key, value in report.top.get("type", ()):
-            add("leakwatch_census_objects", [truncate(key)], value)
-        for key, value in report.top.get("site", ()):
-            add("leakwatch_site_bytes", [truncate(key)], value)
+        for label, value in _by_label("type", report.top.get("type", ())).items():
+            add("leakwatch_census_objects", [label], value)
+        for label, value in _by_label("site", report.top.get("site", ())).items():
+            add("leakwatch_site_bytes", [label], value)
         if report.samples:
             add("leakwatch_census_types", [], report.types)
             add("leakwatch_last_sample_timestamp_seconds", [], report.time)
@@ -213,7 +242,7 @@ def _add_suspects(add: Callable[[str, Sequence[str], float], None], report: Repo
     chosen = exported_suspects(report.suspects, cap)
     add("leakwatch_suspects_omitted", [], len(report.suspects) - len(chosen))
     for s in chosen:
-        labels = [s.kind, truncate(s.key), s.id]
+        labels = [s.kind, label_of(s.kind, s.key), s.id]
         unit = "objects" if s.unit == "objects" else "bytes"
         add("leakwatch_suspect_confidence", labels, s.confidence)
         add(f"leakwatch_suspect_{unit}", labels, s.current)

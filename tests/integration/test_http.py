@@ -238,3 +238,55 @@ def test_a_forked_child_leaves_the_parents_server_serving(served):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert get(base + "/metrics")[0] == 200
+
+
+def test_malformed_headers_get_an_answer_not_a_traceback(served, capfd):
+    _, base = served
+    for accept in ("text/plain; version=x", "application/openmetrics-text; version=abc", "*/*;;;"):
+        status, headers, body = get(base + "/metrics", headers={"Accept": accept})
+        assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4"), accept
+    status, headers, body = get(base + "/metrics", headers={"Accept-Encoding": "gzip;q=0, identity"})
+    assert "Content-Encoding" not in headers and body.startswith(b"# HELP")
+    assert headers["Vary"] == "Accept, Accept-Encoding"
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_head_tells_the_length_a_get_would_have(served):
+    _, base = served
+    status, headers, body = get(base + "/api/suspects", method="HEAD")
+    assert status == 200 and body == b""
+    assert int(headers["Content-Length"]) == len(get(base + "/api/suspects")[2])
+
+
+def test_slow_clients_cannot_hold_the_server(monkeypatch):
+    from leakwatch import server as server_module
+
+    monkeypatch.setattr(server_module, "REQUEST_TIMEOUT_SECONDS", 1.5)
+    watcher = leakwatch.Watcher(port=0, **FAST).start()
+    host, port = watcher.server_address
+    trickling = []
+    try:
+        for _ in range(server_module.MAX_CONCURRENT):
+            s = socket.create_connection((host, port))
+            s.sendall(b"GET /metr")  # and never the rest, as a slow-loris client would
+            trickling.append(s)
+        wait_for(lambda: get(f"http://{host}:{port}/metrics")[0] == 503, timeout=5)
+        # Each trickler is cut off at its request deadline, however often it sends a byte.
+        for s in trickling:
+            s.sendall(b"i")
+        assert wait_for(lambda: get(f"http://{host}:{port}/metrics")[0] == 200, timeout=10)
+    finally:
+        for s in trickling:
+            s.close()
+        watcher.stop()
+
+
+def test_exporting_failures_are_logged_and_sampling_goes_on(caplog):
+    with caplog.at_level(logging.ERROR, logger="leakwatch"):
+        watcher = leakwatch.Watcher(registry=object(), port=0, host="256.256.256.256", **FAST).start()
+    try:
+        assert watcher.server_address is None
+        assert "cannot register its metrics" in caplog.text and "cannot serve HTTP on 256.256.256.256" in caplog.text
+        wait_for(lambda: watcher.report().samples >= 2)
+    finally:
+        assert watcher.stop()

@@ -183,3 +183,13 @@ def test_scrapes_succeed(recorded, demo):
     assert [float(s["value"][1]) for s in up] == [1.0]
     duration = query(recorded, f'scrape_samples_scraped{{job="{JOB}"}}')
     assert float(duration[0]["value"][1]) > 50
+
+
+def test_exposition_with_suspects_and_sites_passes_promtool(recorded, demo):
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: apt-get install prometheus (.ci/run does)"
+    with urllib.request.urlopen(f"http://{demo}/metrics", timeout=10) as r:
+        body = r.read()
+    assert b"leakwatch_suspect_confidence{" in body and b"leakwatch_site_bytes{" in body
+    result = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -57,7 +57,7 @@ def test_sub_second_interval_works():
         ("max_series", float("nan"), "an integer"),
         ("port", 65536, "from 0 to 65535"),
         ("port", "9464", "an integer"),
-        ("host", "", "a non-empty string"),
+        ("host", "", "a non-empty string without spaces"),
         ("max_suspect_series", 0, "from 1 to 10000"),
         ("cpu_budget", 2, "from 0.0001 to 1"),
     ],
@@ -104,9 +104,21 @@ def test_server_options_from_env_and_their_bad_values(caplog):
     assert (config.port, config.host, config.memory_limit) == (9464, "0.0.0.0", 2 * 1024**3)
     assert Config.from_options(env={}).port is None  # no server unless asked
     with caplog.at_level(logging.WARNING, logger="leakwatch.config"):
-        config = Config.from_options(env={"LEAKWATCH_PORT": "http", "LEAKWATCH_HOST": " "})
+        config = Config.from_options(env={"LEAKWATCH_PORT": "http", "LEAKWATCH_HOST": "0.0.0.0 ::"})
     assert (config.port, config.host) == (None, "127.0.0.1")
-    assert "LEAKWATCH_PORT='http'" in caplog.text and "LEAKWATCH_HOST=' '" in caplog.text
+    assert "LEAKWATCH_PORT='http'" in caplog.text and "LEAKWATCH_HOST='0.0.0.0 ::'" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="leakwatch.config"):
+        config = Config.from_options(env={"LEAKWATCH_PORT": "", "LEAKWATCH_HOST": " "})
+    assert (config.port, config.host) == (None, "127.0.0.1")
+    assert caplog.text == ""  # empty variables from a template count as unset
+
+
+def test_host_keyword_is_trimmed_and_checked():
+    assert Config.from_options(env={}, host=" ::1 ").host == "::1"
+    for bad in ("", "0.0.0.0\x00", "local host"):
+        with pytest.raises(ConfigError, match="non-empty string without spaces"):
+            Config.from_options(env={}, host=bad)
 
 
 def test_env_window_too_short_for_interval_warns_and_widens(caplog):

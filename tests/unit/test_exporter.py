@@ -15,7 +15,9 @@ from leakwatch.exporters.prometheus import (
     METRICS,
     LeakwatchCollector,
     exported_suspects,
+    exposed_bytes_bound,
     exposed_series_bound,
+    label_of,
     truncate,
 )
 from leakwatch.model import Report, Suspect
@@ -173,3 +175,55 @@ def test_series_bound_holds_with_the_caps_full():
     families = scrape(sample_report(suspects=many, top=top))
     series = sum(len(samples) for samples in families.values())
     assert series <= exposed_series_bound(Config())
+
+
+def test_site_labels_keep_the_allocating_frame_and_collisions_add_up():
+    base = "/srv/app/" + "deep/" * 10 + "handlers.py:118"
+    callers = " <- /srv/venv/lib/gunicorn/" + "workers/" * 12 + "sync.py:135"
+    first, second = base + callers + " <- a.py:1", base + callers + " <- b.py:2"
+    assert label_of("site", first).startswith(base) and label_of("site", first).endswith(" <- ...")
+    assert label_of("site", "/x/" + "y" * 300 + ".py:9").endswith("yyy.py:9")
+    long_module = "pkg." + "m." * 80
+    report = sample_report(
+        top={
+            "type": ((long_module + "Leaky", 5.0), ("other." + long_module + "Leaky", 7.0)),
+            "site": ((first, 10.0), (second, 32.0)),
+        }
+    )
+    families = scrape(report)
+    sites = values(families["leakwatch_site_bytes"], "leakwatch_site_bytes")
+    assert list(sites.values()) == [42.0] and len(next(iter(sites))[0][1]) <= MAX_LABEL_LENGTH
+    census = values(families["leakwatch_census_objects"], "leakwatch_census_objects")
+    assert list(census.values()) == [12.0]
+
+
+def test_series_and_bytes_bounds_hold_in_the_worst_case():
+    """Every kind of suspect past the cap with the longest labels, full top-K lists, every phase
+    and probe, an error on each probe, a memory limit, USS and tracing."""
+    long = "x" * 400
+    many = (
+        tuple(suspect("type", f"{long}.T{i}", float(i)) for i in range(300))
+        + tuple(suspect("site", f"/{long}/m.py:{i} <- /{long}/c.py:1", float(i)) for i in range(300))
+        + (suspect("process", "rss", 1.0),)
+    )
+    meter = CostMeter()
+    for seconds in (0.0001, 0.003, 0.04, 0.7, 3.0, 30.0):
+        meter.add(dict.fromkeys(("census", "process", "sites", "detect"), seconds), 0.01)
+    report = sample_report(
+        suspects=many,
+        candidates=tuple(f"type:{i}" for i in range(500)),
+        top={"type": tuple((f"{long}{i}", 1.0) for i in range(20)), "site": tuple((f"/{long}{i}.py:1", 1.0) for i in range(20))},
+        errors={"census": 1, "process": 2, "sites": 3, "watcher": 4},
+        costs=meter.snapshot({"census": 6, "process": 6, "sites": 6}),
+    )
+    registry = CollectorRegistry()
+    registry.register(LeakwatchCollector(Source(Config.from_options(env={}), report)))
+    text = generate_latest(registry).decode()
+    lines = text.splitlines(keepends=True)
+    assert len([line for line in lines if not line.startswith("#")]) <= exposed_series_bound(Config())
+    assert len(text.encode()) <= exposed_bytes_bound(Config())
+    assert families_named(text)["leakwatch_suspects_omitted"][0].value == len(many) - Config().max_suspect_series
+
+
+def families_named(text: str) -> dict[str, list]:
+    return {f.name: f.samples for f in text_string_to_metric_families(text)}
