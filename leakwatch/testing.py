@@ -1,4 +1,5 @@
-"""Helpers for tests, ours and users': a fake clock and a detector driven by made-up signals.
+"""Helpers for tests, ours and users': a fake clock, a detector driven by made-up signals, and
+a fixed report for exporters (render the metrics of a hand-built `Report`).
 
 from leakwatch.testing import simulate
 verdicts = simulate({("type", "app.Session"): lambda t: 10 * t}, duration=120, interval=1)
@@ -7,13 +8,27 @@ assert verdicts[-1].suspects
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 
+from leakwatch.config import Config
 from leakwatch.detector import Params, Verdict, detect
 from leakwatch.history import History
-from leakwatch.model import Sample
+from leakwatch.model import Report, Sample
 
 Signal = Callable[[float], float]
+
+
+@dataclasses.dataclass
+class FixedReport:
+    """What an exporter reads from a watcher (`config`, `report()`), holding one given report:
+    ``LeakwatchCollector(FixedReport(Config(), report))`` renders exactly that report."""
+
+    config: Config
+    current: Report
+
+    def report(self) -> Report:
+        return self.current
 
 
 class FakeClock:

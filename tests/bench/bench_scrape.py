@@ -21,7 +21,6 @@ Prints a table, writes JSON, exits 0 whatever the figures: a measurement, not a 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import re
@@ -40,19 +39,9 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest  # no
 from leakwatch.config import Config  # noqa: E402
 from leakwatch.exporters.prometheus import LeakwatchCollector, exposed_bytes_bound, exposed_series_bound  # noqa: E402
 from leakwatch.model import Report  # noqa: E402
+from leakwatch.testing import FixedReport  # noqa: E402
 
 PROGRAM = os.path.join(ROOT, "tests", "bench", "many_growing.py")
-
-
-@dataclasses.dataclass
-class Snapshot:
-    """The storm's last report, to render again in this quiet process."""
-
-    config: Config
-    current: Report
-
-    def report(self) -> Report:
-        return self.current
 
 
 def scrape(url: str, compressed: bool) -> tuple[float, bytes]:
@@ -105,7 +94,7 @@ def measure(types: int, sites: int, repeat: int, wait: float) -> dict[str, Any]:
     config = Config()
     reference, render_own = [], []
     registry = CollectorRegistry()
-    registry.register(LeakwatchCollector(Snapshot(config, report)))
+    registry.register(LeakwatchCollector(FixedReport(config, report)))
     for _ in range(repeat):
         started = time.perf_counter()
         generate_latest(REGISTRY)

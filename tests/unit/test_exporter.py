@@ -21,15 +21,7 @@ from leakwatch.exporters.prometheus import (
     truncate,
 )
 from leakwatch.model import Report, Suspect
-
-
-@dataclasses.dataclass
-class Source:
-    config: Config
-    current: Report
-
-    def report(self) -> Report:
-        return self.current
+from leakwatch.testing import FixedReport
 
 
 def suspect(kind: str, key: str, rate: float, current: float = 1000.0) -> Suspect:
@@ -40,7 +32,7 @@ def suspect(kind: str, key: str, rate: float, current: float = 1000.0) -> Suspec
 def scrape(report: Report, **options: object) -> dict[str, list]:
     """Collect through a real registry and parse the text back: {family name: samples}."""
     registry = CollectorRegistry()
-    registry.register(LeakwatchCollector(Source(Config.from_options(env={}, **options), report)))
+    registry.register(LeakwatchCollector(FixedReport(Config.from_options(env={}, **options), report)))
     text = generate_latest(registry).decode()
     return {f.name: f.samples for f in text_string_to_metric_families(text)}
 
@@ -217,7 +209,7 @@ def test_series_and_bytes_bounds_hold_in_the_worst_case():
         costs=meter.snapshot({"census": 6, "process": 6, "sites": 6}),
     )
     registry = CollectorRegistry()
-    registry.register(LeakwatchCollector(Source(Config.from_options(env={}), report)))
+    registry.register(LeakwatchCollector(FixedReport(Config.from_options(env={}), report)))
     text = generate_latest(registry).decode()
     lines = text.splitlines(keepends=True)
     assert len([line for line in lines if not line.startswith("#")]) <= exposed_series_bound(Config())
