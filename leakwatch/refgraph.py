@@ -1,0 +1,532 @@
+"""Referrer graphs: who holds a leaked object, as the shortest named path from a root.
+
+For a type, a few of its newest live instances are chosen (leaked objects are the ones that
+survive), and a breadth-first search walks back from them towards roots. Each step asks the
+collector for the referrers of the whole frontier at once (`gc.get_referrers(*frontier)`, one
+C-level heap walk per level of the path, however many objects the level holds), so a graph
+costs a handful of heap walks, never one per object examined as a step-by-step search does.
+
+Roots: modules, classes, the frames of running threads, running asyncio tasks, and objects no
+gc-tracked object refers to ("held outside Python": a C extension, or a leaked reference count).
+Every edge is named (attribute, dict key, list index, closure cell, frame local) from what the
+objects themselves hold, without calling their methods.
+
+Nothing here calls `repr()` or `str()` on an application object. Dict keys appear only when they
+are short plain `str` or `int` that do not look like secrets; everything else shows as its type.
+Paths that share a shape share a signature (a stable hash), so the same leak has the same id in
+every worker and after a restart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import hashlib
+import re
+import sys
+import threading
+import time
+import types
+from collections import deque
+from collections.abc import Iterable, Mapping
+from itertools import compress
+from typing import Any
+
+from leakwatch.probes.census import type_key
+
+DEFAULT_SAMPLES = 3
+DEFAULT_MAX_DEPTH = 24
+DEFAULT_BUDGET_SECONDS = 10.0
+# Objects a search may hold on its trees before it stops (bounds its memory on a huge fan-in).
+MAX_KEPT = 200_000
+# Dict keys shown verbatim: plain str that reads like a name, or a small int.
+SHOWN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-:/]{0,31}$")
+MAX_SHOWN_INT = 10**6
+CONTAINER_TYPES = (dict, list, set, frozenset, tuple, deque)
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One object on a path: its type, and its size when it is a builtin container."""
+
+    type: str
+    size: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Path:
+    """The shortest chain that holds sampled instances, from a root to the instance.
+
+    `steps[0]` is the root object, `steps[-1]` the instance; `edges[i]` names how `steps[i]`
+    holds `steps[i + 1]`. `root` says what kind of root it is ("module", "class", "thread",
+    "task" or "outside", held outside Python). `accumulation` indexes the container nearest the
+    instance (where leaked instances pile up), or is None. `count` is how many sampled instances
+    share the path's signature.
+    """
+
+    root: str
+    root_name: str
+    steps: tuple[Step, ...]
+    edges: tuple[str, ...]
+    accumulation: int | None
+    count: int = 1
+
+    @property
+    def signature(self) -> str:
+        """A stable id of the path's shape: the same leak gets it in any process."""
+        shape = [self.root, self.root_name, *(s.type for s in self.steps), *(_shape_of(e) for e in self.edges)]
+        return hashlib.sha1("\0".join(shape).encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+    def describe(self) -> str:
+        parts = [f"{self.root} {self.root_name}" if self.root_name else self.root]
+        for i, edge in enumerate(self.edges):
+            step = self.steps[i + 1]
+            size = f" (len {step.size})" if step.size is not None else ""
+            mark = " <- accumulates here" if i + 1 == self.accumulation else ""
+            parts.append(f"{edge} -> {step.type}{size}{mark}")
+        return " ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "signature": self.signature,
+            "root": self.root,
+            "root_name": self.root_name,
+            "steps": [dataclasses.asdict(s) for s in self.steps],
+            "edges": list(self.edges),
+            "accumulation": self.accumulation,
+            "count": self.count,
+            "text": self.describe(),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Graph:
+    """The retention paths found for one type."""
+
+    target: str
+    instances: int
+    sampled: int
+    paths: tuple[Path, ...]
+    passes: int
+    seconds: float
+    complete: bool  # False when the depth or time budget cut the search short
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "instances": self.instances,
+            "sampled": self.sampled,
+            "paths": [p.to_dict() for p in self.paths],
+            "passes": self.passes,
+            "seconds": self.seconds,
+            "complete": self.complete,
+        }
+
+
+def _shape_of(edge: str) -> str:
+    """An edge with its variable part (which key, which index) left out."""
+    if edge.startswith("["):
+        return "[]"
+    return edge
+
+
+def find_paths(
+    type_name: str,
+    *,
+    samples: int = DEFAULT_SAMPLES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    budget_seconds: float = DEFAULT_BUDGET_SECONDS,
+) -> Graph:
+    """Retention paths for live instances of the type whose key (`module.QualName`) is `type_name`."""
+    started = time.perf_counter()
+    ours: set[int] = set()
+    objs = gc.get_objects()
+    ours.add(id(objs))
+    wanted = {tp for tp in set(map(type, objs)) if type_key(tp) == type_name}
+    matches = list(compress(objs, map(wanted.__contains__, map(type, objs))))
+    del objs
+    ours.add(id(matches))
+    instances = len(matches)
+    chosen = matches[-samples:] if samples > 0 else []
+    del matches
+    ours.add(id(chosen))
+    search = _Search(chosen, ours, max_depth, started + budget_seconds)
+    try:
+        paths = search.run()
+    finally:
+        search.targets = []
+        chosen = []
+    grouped: dict[str, Path] = {}
+    for path in paths:
+        seen = grouped.get(path.signature)
+        grouped[path.signature] = path if seen is None else dataclasses.replace(seen, count=seen.count + 1)
+    ordered = tuple(sorted(grouped.values(), key=lambda p: (-p.count, len(p.edges))))
+    return Graph(
+        target=type_name,
+        instances=instances,
+        sampled=len(paths),
+        paths=ordered,
+        passes=search.passes + 1,
+        seconds=time.perf_counter() - started,
+        complete=search.complete,
+    )
+
+
+class _Search:
+    """Breadth-first searches from each sampled instance back to a root, sharing heap walks:
+    each level asks for the referrers of every search's frontier at once."""
+
+    def __init__(self, targets: list[object], ours: set[int], max_depth: int, deadline: float) -> None:
+        self.targets = targets
+        self.ours = ours
+        self.max_depth = max_depth
+        self.deadline = deadline
+        self.passes = 0
+        self.complete = True
+
+    def run(self) -> list[Path]:
+        # No comprehension or generator in here may name an object searched: the compiler would
+        # keep it in a cell, and that cell would show up as one of its referrers.
+        roots = _thread_roots()
+        keep: dict[int, object] = {}  # every object on a search tree, alive until the end
+        parents: dict[int, dict[int, tuple[int, str] | None]] = {}  # target -> id -> (child id, edge)
+        frontiers: dict[int, set[int]] = {}
+        found: dict[int, tuple[str, str, int]] = {}  # target -> (root kind, root name, root id)
+        for t in self.targets:
+            keep[id(t)] = t
+            parents[id(t)] = {id(t): None}
+            frontiers[id(t)] = {id(t)}
+        t = None
+        self.ours.update(map(id, (roots, keep, parents, frontiers, found, self.__dict__)))
+        depth = 0
+        while True:
+            live_ids: set[int] = set()
+            self.ours.add(id(live_ids))
+            for tid, frontier in frontiers.items():
+                if tid in found:
+                    continue
+                for oid in frontier:
+                    root = _root_of(keep[oid], roots)
+                    if root is not None:
+                        found[tid] = (root[0], root[1], oid)
+                        break
+                else:
+                    live_ids.update(frontier)
+            pending = [tid for tid in frontiers if tid not in found]
+            if not pending or not live_ids:
+                break
+            if depth >= self.max_depth or time.perf_counter() > self.deadline:
+                self.complete = False
+                break
+            self._level(live_ids, keep, parents, frontiers, found, pending)
+            depth += 1
+        paths = []
+        for tid, (kind, name, start) in found.items():
+            paths.append(self._path(tid, kind, name, start, parents[tid], keep))
+        return paths
+
+    def _level(
+        self,
+        live_ids: set[int],
+        keep: dict[int, object],
+        parents: dict[int, dict[int, tuple[int, str] | None]],
+        frontiers: dict[int, set[int]],
+        found: dict[int, tuple[str, str, int]],
+        pending: list[int],
+    ) -> None:
+        """One heap walk: the referrers of every frontier object; moves each search one level back."""
+        live: list[object] = []
+        self.ours.add(id(live))
+        for oid in live_ids:
+            live.append(keep[oid])
+        referrers = gc.get_referrers(*live)
+        live.clear()
+        self.passes += 1
+        self.ours.add(id(referrers))
+        held: set[int] = set()
+        following: dict[int, set[int]] = {tid: set() for tid in pending}
+        edges: dict[tuple[int, int], str] = {}
+        self.ours.update(map(id, (held, following, edges)))
+        for ref in referrers:
+            rid = id(ref)
+            if rid in self.ours or _is_ours(ref):
+                continue
+            for child in gc.get_referents(ref):
+                cid = id(child)
+                if cid not in live_ids:
+                    continue
+                held.add(cid)
+                for tid in pending:
+                    tree = parents[tid]
+                    if cid in frontiers[tid] and rid not in tree:
+                        if (rid, cid) not in edges:
+                            edges[(rid, cid)] = edge_name(ref, child)
+                        tree[rid] = (cid, edges[(rid, cid)])
+                        following[tid].add(rid)
+                        keep[rid] = ref
+            child = None
+            if len(keep) > MAX_KEPT:
+                self.complete = False
+                break
+        ref = None
+        referrers.clear()
+        for tid in pending:
+            for oid in frontiers[tid]:
+                if oid not in held:
+                    # Nothing Python can see holds it: a C extension, or a leaked reference count.
+                    found[tid] = ("outside", "held outside Python", oid)
+                    break
+            frontiers[tid] = following[tid]
+
+    @staticmethod
+    def _path(
+        tid: int, kind: str, name: str, start: int, tree: Mapping[int, tuple[int, str] | None], keep: Mapping[int, object]
+    ) -> Path:
+        chain: list[object] = [keep[start]]
+        edges: list[str] = []
+        current = start
+        while current != tid:
+            link = tree[current]
+            assert link is not None
+            current, edge = link
+            edges.append(edge)
+            chain.append(keep[current])
+        steps, named = _collapse(chain, edges)
+        accumulation = None
+        for i in range(len(steps) - 2, 0, -1):
+            if steps[i].size is not None:
+                accumulation = i
+                break
+        return Path(root=kind, root_name=name, steps=steps, edges=tuple(named), accumulation=accumulation)
+
+
+_GLOBALS = globals()
+
+
+def _is_ours(obj: object) -> bool:
+    """This module's own frames (and the cells of its closures) never count as holders."""
+    if isinstance(obj, types.FrameType):
+        return obj.f_globals is _GLOBALS
+    return False
+
+
+def _thread_roots() -> dict[int, str]:
+    """Frames of every running thread (other than this one's own search), named."""
+    names = {t.ident: t.name for t in threading.enumerate()}
+    me = threading.get_ident()
+    roots: dict[int, str] = {}
+    for ident, frame in sys._current_frames().items():
+        if ident == me:
+            frame = frame.f_back  # type: ignore[assignment]
+            while frame is not None and frame.f_globals.get("__name__") == __name__:
+                frame = frame.f_back  # type: ignore[assignment]
+        while frame is not None:
+            roots[id(frame)] = f"thread {names.get(ident, ident)} in {frame.f_code.co_name}"
+            frame = frame.f_back  # type: ignore[assignment]
+    return roots
+
+
+def _root_of(obj: object, thread_frames: Mapping[int, str]) -> tuple[str, str] | None:
+    if isinstance(obj, types.ModuleType):
+        return "module", str(obj.__name__) if isinstance(getattr(obj, "__name__", None), str) else "?"
+    if isinstance(obj, type):
+        return "class", type_key(obj)
+    if id(obj) in thread_frames:
+        return "thread", thread_frames[id(obj)]
+    if _is_task(obj):
+        return "task", "asyncio task"
+    return None
+
+
+def _is_task(obj: object) -> bool:
+    asyncio = sys.modules.get("asyncio")
+    return asyncio is not None and isinstance(obj, asyncio.Task)
+
+
+def edge_name(parent: object, child: object) -> str:
+    """How `parent` holds `child`, from the structures themselves; no user code is called."""
+    if isinstance(parent, dict):
+        for key, value in dict.items(parent):
+            if value is child:
+                return f"[{safe_key(key)}]"
+            if key is child:
+                return "(a key)"
+        return "?"
+    if isinstance(parent, (list, tuple, deque)):
+        for i, value in enumerate(list.__iter__(parent) if isinstance(parent, list) else iter(parent)):
+            if value is child:
+                return f"[{i}]"
+        return "?"
+    if isinstance(parent, (set, frozenset)):
+        return "{member}"
+    if isinstance(parent, types.FrameType):
+        return _frame_local(parent, child)
+    if isinstance(parent, types.CellType):
+        return "cell_contents"
+    if isinstance(parent, types.FunctionType):
+        if parent.__closure__ is child:
+            return "__closure__"
+        if parent.__globals__ is child:
+            return "__globals__"
+        if parent.__defaults__ is child:
+            return "__defaults__"
+        return "?"
+    if isinstance(parent, types.MethodType):
+        return "__self__" if parent.__self__ is child else "__func__"
+    if isinstance(parent, (types.GeneratorType, types.CoroutineType)):
+        frame = getattr(parent, "gi_frame", None) or getattr(parent, "cr_frame", None)
+        return _frame_local(frame, child) if frame is not None else "?"
+    if isinstance(parent, type):
+        # A class's own dict is reachable only through a fresh mappingproxy: match it by content.
+        own = parent.__dict__
+        if isinstance(child, dict) and len(child) == len(own) and all(k in child for k in own):
+            return "__dict__"
+        return "?"
+    if _instance_dict(parent) is child:
+        return "__dict__"
+    for name in _slot_names(type(parent)):
+        descriptor = type(parent).__dict__.get(name) if name in type(parent).__dict__ else None
+        if isinstance(descriptor, types.MemberDescriptorType):
+            try:
+                if descriptor.__get__(parent, type(parent)) is child:
+                    return f".{name}"
+            except AttributeError:
+                continue
+    return "?"
+
+
+def _instance_dict(obj: object) -> object:
+    """An instance's or module's `__dict__`, read without running a `__getattr__`."""
+    try:
+        return object.__getattribute__(obj, "__dict__")
+    except (AttributeError, TypeError):
+        return None
+
+
+def _slot_names(cls: type) -> Iterable[str]:
+    for klass in cls.__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        if isinstance(slots, str):
+            slots = (slots,)
+        for name in slots if isinstance(slots, (tuple, list)) else ():
+            if isinstance(name, str):
+                yield name
+
+
+def _frame_local(frame: types.FrameType, child: object) -> str:
+    code = frame.f_code
+    for name, value in frame.f_locals.items():
+        if value is child:
+            return f"local {name} in {code.co_name}"
+    return f"frame of {code.co_name}"
+
+
+def safe_key(key: object) -> str:
+    """A dict key as shown: short plain names and small ints verbatim, anything else as its type."""
+    if type(key) is str:
+        if SHOWN_KEY.match(key) and not _looks_random(key):
+            return repr(key)
+        return f"<str len {len(key)}>"
+    if type(key) is int:
+        return str(key) if abs(key) < MAX_SHOWN_INT else "<int>"
+    return f"<{type_key(type(key))}>"
+
+
+def _looks_random(text: str) -> bool:
+    """Long runs of mixed letters and digits (tokens, ids, hashes) are not shown."""
+    return len(text) >= 12 and any(c.isdigit() for c in text) and any(c.isalpha() for c in text)
+
+
+def _collapse(chain: list[object], edges: list[str]) -> tuple[tuple[Step, ...], list[str]]:
+    """Name each step by its type only, and merge `obj -> __dict__ -> ['name']` into `obj -> .name`."""
+    steps: list[Step] = []
+    out: list[str] = []
+    i = 0
+    while i < len(chain):
+        steps.append(Step(type_key(type(chain[i])), _size(chain[i])))
+        if i < len(edges):
+            name = _attribute(chain[i + 1], chain[i + 2]) if edges[i] == "__dict__" and i + 2 < len(chain) else None
+            if name is not None:
+                # Attribute names come from code, not data: shown whatever they look like.
+                out.append("." + name)
+                i += 2
+                continue
+            cell = _closure_cell(chain, edges, i)
+            if cell is not None:
+                out.append(f"closure {cell}")
+                i += 3
+                continue
+            out.append(edges[i])
+        i += 1
+    return tuple(steps), out
+
+
+def _closure_cell(chain: list[object], edges: list[str], i: int) -> str | None:
+    """`function -> __closure__ -> [k] -> cell -> cell_contents` reads as the free variable's name."""
+    fn = chain[i]
+    if not (isinstance(fn, types.FunctionType) and edges[i] == "__closure__" and i + 3 < len(chain)):
+        return None
+    if not (edges[i + 1].startswith("[") and edges[i + 2] == "cell_contents"):
+        return None
+    k = int(edges[i + 1][1:-1])
+    names = fn.__code__.co_freevars
+    return names[k] if k < len(names) else None
+
+
+def _attribute(namespace: object, value: object) -> str | None:
+    """The name under which a `__dict__` holds `value`, if it is an identifier."""
+    if not isinstance(namespace, dict):
+        return None
+    for key, held in dict.items(namespace):
+        if held is value and type(key) is str and key.isidentifier() and len(key) <= 64:
+            return key
+    return None
+
+
+def _size(obj: object) -> int | None:
+    if type(obj) in CONTAINER_TYPES or isinstance(obj, (dict, deque)) and type(obj).__len__ in (dict.__len__, deque.__len__):
+        try:
+            return len(obj)  # type: ignore[arg-type]
+        except TypeError:
+            return None
+    return None
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+DOT_ROOT_COLOURS = {"module": "#dbeafe", "class": "#e0e7ff", "thread": "#fef3c7", "task": "#fef3c7", "outside": "#fee2e2"}
+
+
+def to_dot(graph: Graph) -> str:
+    """Graphviz DOT: one chain of boxes per path signature, edges labelled, the accumulation
+    point outlined in red. Labels hold only type names, sizes and edge names (already redacted)."""
+    lines = [
+        "digraph leakwatch {",
+        "  rankdir=LR;",
+        '  node [shape=box, style="rounded,filled", fillcolor="#f8fafc", fontname="Helvetica", fontsize=10];',
+        '  edge [fontname="Helvetica", fontsize=9];',
+        f"  label={_dot_label(f'{graph.target}: {graph.instances} live, {graph.sampled} sampled')}; labelloc=t;",
+    ]
+    for p_index, path in enumerate(graph.paths):
+        prefix = f"p{p_index}_"
+        for s_index, step in enumerate(path.steps):
+            text = [step.type] + ([f"len {step.size}"] if step.size is not None else [])
+            attrs = []
+            if s_index == 0:
+                text.insert(0, f"{path.root}: {path.root_name}" if path.root_name else path.root)
+                attrs.append(f'fillcolor="{DOT_ROOT_COLOURS.get(path.root, "#f8fafc")}"')
+            if s_index == path.accumulation:
+                attrs.append('color="#dc2626", penwidth=2')
+            if s_index == len(path.steps) - 1:
+                text.append(f"x{path.count}, signature {path.signature}")
+            lines.append(f"  {prefix}{s_index} [label={_dot_label(*text)}{''.join(', ' + a for a in attrs)}];")
+        for e_index, edge in enumerate(path.edges):
+            lines.append(f"  {prefix}{e_index} -> {prefix}{e_index + 1} [label={_dot_label(edge)}];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _dot_label(*lines: str) -> str:
+    """A quoted DOT string: each line escaped, joined by DOT's line break."""
+    escaped = (line.replace("\\", "\\\\").replace('"', '\\"') for line in lines)
+    return '"' + "\\n".join(escaped) + '"'
