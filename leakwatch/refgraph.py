@@ -1,7 +1,8 @@
 """Referrer graphs: who holds a leaked object, as the shortest named path from a root.
 
-For a type, a few of its newest live instances are chosen (leaked objects are the ones that
-survive), and a breadth-first search walks back from them towards roots. Each step asks the
+For a type, a few of its live instances are chosen, spread over the gc list (a leak's
+instances are most of its type's, so most samples land on them), and a breadth-first search
+walks back from them towards roots. Each step asks the
 collector for the referrers of the whole frontier at once (`gc.get_referrers(*frontier)`, one
 C-level heap walk per level of the path, however many objects the level holds), so a graph
 costs a handful of heap walks, never one per object examined as a step-by-step search does.
@@ -34,7 +35,7 @@ from typing import Any
 
 from leakwatch.probes.census import type_key
 
-DEFAULT_SAMPLES = 3
+DEFAULT_SAMPLES = 8
 DEFAULT_MAX_DEPTH = 24
 DEFAULT_BUDGET_SECONDS = 10.0
 # Objects a search may hold on its trees before it stops (bounds its memory on a huge fan-in).
@@ -147,7 +148,7 @@ def find_paths(
     del objs
     ours.add(id(matches))
     instances = len(matches)
-    chosen = matches[-samples:] if samples > 0 else []
+    chosen = spread(matches, samples)
     del matches
     ours.add(id(chosen))
     search = _Search(chosen, ours, max_depth, started + budget_seconds)
@@ -170,6 +171,23 @@ def find_paths(
         seconds=time.perf_counter() - started,
         complete=search.complete,
     )
+
+
+def spread(items: list[object], n: int) -> list[object]:
+    """`n` items spread evenly over `items`, both ends included.
+
+    The gc list holds the youngest objects first and the latest promoted to the oldest
+    generation last; a leak's instances are most of its type's, so an even spread lands on
+    them and on the few held elsewhere alike, and the counts per signature tell them apart.
+    """
+    if n <= 0 or not items:
+        return []
+    if n >= len(items):
+        return list(items)
+    if n == 1:
+        return [items[-1]]
+    step = (len(items) - 1) / (n - 1)
+    return [items[round(i * step)] for i in range(n)]
 
 
 class _Search:
@@ -197,7 +215,7 @@ class _Search:
             parents[id(t)] = {id(t): None}
             frontiers[id(t)] = {id(t)}
         t = None
-        self.ours.update(map(id, (roots, keep, parents, frontiers, found, self.__dict__)))
+        self.ours.update(map(id, (roots, roots.frames, roots.locals, keep, parents, frontiers, found, self.__dict__)))
         depth = 0
         while True:
             live_ids: set[int] = set()
@@ -222,7 +240,15 @@ class _Search:
             depth += 1
         paths = []
         for tid, (kind, name, start) in found.items():
-            paths.append(self._path(tid, kind, name, start, parents[tid], keep))
+            path = self._path(tid, kind, name, start, parents[tid], keep)
+            if kind == "thread" and start in roots.locals:
+                _, _, local = roots.locals[start]
+                step = Step("frame")
+                acc = None if path.accumulation is None else path.accumulation + 1
+                path = dataclasses.replace(
+                    path, steps=(step, *path.steps), edges=(f"local {local}", *path.edges), accumulation=acc
+                )
+            paths.append(path)
         return paths
 
     def _level(
@@ -239,8 +265,13 @@ class _Search:
         self.ours.add(id(live))
         for oid in live_ids:
             live.append(keep[oid])
-        referrers = gc.get_referrers(*live)
+        # The argument tuple is built here and added to ours: `f(*t)` passes an exact tuple on
+        # as it is, where `f(*list)` would build one the search could not tell from a holder.
+        args = tuple(live)
         live.clear()
+        self.ours.add(id(args))
+        referrers = gc.get_referrers(*args)
+        del args
         self.passes += 1
         self.ours.add(id(referrers))
         held: set[int] = set()
@@ -310,29 +341,49 @@ def _is_ours(obj: object) -> bool:
     return False
 
 
-def _thread_roots() -> dict[int, str]:
-    """Frames of every running thread (other than this one's own search), named."""
+@dataclasses.dataclass
+class _ThreadRoots:
+    """The running threads' frames, and what their locals hold.
+
+    A running frame's locals are invisible to the collector (its frame object does not traverse
+    a frame the thread still runs), so an object only a local holds would look held outside
+    Python. Reading `f_locals` once, up front, names those holders.
+    """
+
+    frames: dict[int, str] = dataclasses.field(default_factory=dict)  # id(frame) -> "thread T in f"
+    locals: dict[int, tuple[object, str, str]] = dataclasses.field(default_factory=dict)  # id -> (frame, where, name)
+
+
+def _thread_roots() -> _ThreadRoots:
+    """Frames of every running thread, except this search's own, and the objects their locals hold."""
     names = {t.ident: t.name for t in threading.enumerate()}
     me = threading.get_ident()
-    roots: dict[int, str] = {}
+    roots = _ThreadRoots()
     for ident, frame in sys._current_frames().items():
-        if ident == me:
+        while frame is not None and frame.f_globals is _GLOBALS:
             frame = frame.f_back  # type: ignore[assignment]
-            while frame is not None and frame.f_globals.get("__name__") == __name__:
-                frame = frame.f_back  # type: ignore[assignment]
+        if ident == me:
+            # The caller of the search: its locals (the graph request) are not holders.
+            frame = frame.f_back if frame is not None else None  # type: ignore[assignment]
         while frame is not None:
-            roots[id(frame)] = f"thread {names.get(ident, ident)} in {frame.f_code.co_name}"
+            where = f"{names.get(ident, ident)} in {frame.f_code.co_name}"
+            roots.frames[id(frame)] = where
+            for name, value in list(frame.f_locals.items()):
+                if id(value) not in roots.locals and gc.is_tracked(value):
+                    roots.locals[id(value)] = (frame, where, name)
             frame = frame.f_back  # type: ignore[assignment]
     return roots
 
 
-def _root_of(obj: object, thread_frames: Mapping[int, str]) -> tuple[str, str] | None:
+def _root_of(obj: object, threads: _ThreadRoots) -> tuple[str, str] | None:
     if isinstance(obj, types.ModuleType):
         return "module", str(obj.__name__) if isinstance(getattr(obj, "__name__", None), str) else "?"
     if isinstance(obj, type):
         return "class", type_key(obj)
-    if id(obj) in thread_frames:
-        return "thread", thread_frames[id(obj)]
+    if id(obj) in threads.frames:
+        return "thread", threads.frames[id(obj)]
+    if id(obj) in threads.locals:
+        return "thread", threads.locals[id(obj)][1]
     if _is_task(obj):
         return "task", "asyncio task"
     return None
@@ -382,8 +433,13 @@ def edge_name(parent: object, child: object) -> str:
         if isinstance(child, dict) and len(child) == len(own) and all(k in child for k in own):
             return "__dict__"
         return "?"
-    if _instance_dict(parent) is child:
+    namespace = _instance_dict(parent)
+    if namespace is child:
         return "__dict__"
+    # Since 3.11 an instance may keep its attributes inline, without a dict the collector sees.
+    name = _attribute(namespace, child)
+    if name is not None:
+        return f".{name}"
     for name in _slot_names(type(parent)):
         descriptor = type(parent).__dict__.get(name) if name in type(parent).__dict__ else None
         if isinstance(descriptor, types.MemberDescriptorType):
