@@ -11,9 +11,9 @@ Nothing runs at import.
 from __future__ import annotations
 
 from leakwatch.config import Config
-from leakwatch.errors import ConfigError, LeakwatchError, MissingDependency
+from leakwatch.errors import ConfigError, LeakwatchError, MissingDependency, MissingTool
 from leakwatch.model import Report, Suspect
-from leakwatch.watcher import Watcher, asgi_app, start, stop, suspects, wsgi_app
+from leakwatch.watcher import Watcher, asgi_app, graph, start, stop, suspects, wsgi_app
 
 __version__ = "0.1.0"
 
@@ -22,11 +22,13 @@ __all__ = [
     "ConfigError",
     "LeakwatchError",
     "MissingDependency",
+    "MissingTool",
     "Report",
     "Suspect",
     "Watcher",
     "__version__",
     "asgi_app",
+    "graph",
     "start",
     "stop",
     "suspects",

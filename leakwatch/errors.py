@@ -27,3 +27,14 @@ class MissingDependency(LeakwatchError, ImportError):
         self.package = package
         self.extra = extra
         super().__init__(f"leakwatch needs {package!r} for this; install it with pip install 'leakwatch-agent[{extra}]'")
+
+
+class MissingTool(LeakwatchError, FileNotFoundError):
+    """A program leakwatch runs is not installed; the message names the Debian package."""
+
+    def __init__(self, program: str, debian_package: str, purpose: str) -> None:
+        self.program = program
+        self.debian_package = debian_package
+        super().__init__(
+            f"leakwatch needs the {program!r} program {purpose}; install it (Debian: apt-get install {debian_package})"
+        )

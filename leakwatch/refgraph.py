@@ -24,6 +24,8 @@ import dataclasses
 import gc
 import hashlib
 import re
+import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -33,6 +35,7 @@ from collections.abc import Iterable, Mapping
 from itertools import compress
 from typing import Any
 
+from leakwatch.errors import LeakwatchError, MissingTool
 from leakwatch.probes.census import type_key
 
 DEFAULT_SAMPLES = 8
@@ -368,6 +371,9 @@ def _thread_roots() -> _ThreadRoots:
         while frame is not None:
             where = f"{names.get(ident, ident)} in {frame.f_code.co_name}"
             roots.frames[id(frame)] = where
+            if frame.f_code.co_name == "<module>":
+                frame = frame.f_back  # type: ignore[assignment]
+                continue  # its locals are the module's globals: the module is the root there
             for name, value in list(frame.f_locals.items()):
                 if id(value) not in roots.locals and gc.is_tracked(value):
                     roots.locals[id(value)] = (frame, where, name)
@@ -586,3 +592,29 @@ def _dot_label(*lines: str) -> str:
     """A quoted DOT string: each line escaped, joined by DOT's line break."""
     escaped = (line.replace("\\", "\\\\").replace('"', '\\"') for line in lines)
     return '"' + "\\n".join(escaped) + '"'
+
+
+FORMATS = ("json", "dot", "svg")
+SVG_TIMEOUT_SECONDS = 30.0
+
+
+def render(graph: Graph, format: str) -> dict[str, Any] | str | bytes:  # noqa: A002 - the public word
+    """The graph as a JSON-ready dict ("json"), DOT text ("dot") or SVG bytes ("svg")."""
+    if format == "json":
+        return graph.to_dict()
+    if format == "dot":
+        return to_dot(graph)
+    if format == "svg":
+        return to_svg(to_dot(graph))
+    raise ValueError(f"format {format!r}: allowed: {', '.join(FORMATS)}")
+
+
+def to_svg(dot_text: str, timeout: float = SVG_TIMEOUT_SECONDS) -> bytes:
+    """SVG from Graphviz's `dot`; `MissingTool` (naming the Debian package) when it is not installed."""
+    program = shutil.which("dot")
+    if program is None:
+        raise MissingTool("dot", "graphviz", "to draw SVG graphs (format='dot' needs nothing)")
+    result = subprocess.run([program, "-Tsvg"], input=dot_text.encode(), capture_output=True, timeout=timeout, check=False)
+    if result.returncode != 0:
+        raise LeakwatchError(f"dot failed: {result.stderr.decode(errors='replace')[:500]}")
+    return result.stdout

@@ -14,6 +14,7 @@ import heapq
 import json
 import logging
 import os
+import re
 import threading
 import time
 import weakref
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from leakwatch import detector
 from leakwatch.config import Config
 from leakwatch.costs import CostMeter
+from leakwatch.errors import LeakwatchError
 from leakwatch.history import History
 from leakwatch.model import Report, Suspect
 from leakwatch.sampler import Sampler
@@ -467,6 +469,58 @@ def suspects() -> list[Suspect]:
 def current() -> Watcher | None:
     """The process-wide watcher, if one was started."""
     return _default
+
+
+def graph(
+    target: Suspect | str,
+    format: str = "json",  # noqa: A002 - the public word
+    *,
+    samples: int = 8,
+    max_depth: int = 24,
+    budget_seconds: float = 10.0,
+) -> Any:
+    """Who holds a leak: retention paths from roots to sampled live instances.
+
+    `target` is a type `Suspect`, a suspect id of the process-wide watcher, or a type name
+    (`module.QualName`, builtins bare). Returns a dict ("json"), DOT text ("dot") or SVG bytes
+    ("svg", needs Graphviz's `dot`). Runs on the caller's thread: a few walks of the heap
+    (see `leakwatch.refgraph`). Raises `LeakwatchError` for a target that names no type.
+    """
+    from leakwatch import refgraph
+
+    if format not in refgraph.FORMATS:
+        raise LeakwatchError(f"format {format!r}: allowed: {', '.join(refgraph.FORMATS)}")
+    type_name = _graph_type(target)
+    found = refgraph.find_paths(type_name, samples=samples, max_depth=max_depth, budget_seconds=budget_seconds)
+    return refgraph.render(found, format)
+
+
+def _graph_type(target: Suspect | str) -> str:
+    """The type a graph target names."""
+    if isinstance(target, Suspect):
+        suspect = target
+    elif isinstance(target, str):
+        if not target.strip():
+            raise LeakwatchError("a graph target is empty; give a suspect id or a type name such as 'app.models.Session'")
+        suspect = next((s for s in suspects() if s.id == target), None)
+        if suspect is None:
+            if _SUSPECT_ID.match(target):
+                raise LeakwatchError(f"no current suspect has id {target!r}; current: {[s.id for s in suspects()] or 'none'}")
+            if not _TYPE_NAME.match(target):
+                raise LeakwatchError(f"{target[:80]!r} is neither a suspect id nor a type name such as 'app.models.Session'")
+            return target
+    else:
+        raise LeakwatchError(f"a graph target is a Suspect, a suspect id or a type name, not {type(target).__name__}")
+    if suspect.kind != "type":
+        raise LeakwatchError(
+            f"suspect {suspect.id} is a {suspect.kind} ({suspect.key}); graphs follow objects, "
+            "so give a type suspect or a type name"
+        )
+    return suspect.key
+
+
+_SUSPECT_ID = re.compile(r"^[0-9a-f]{12}$")
+_TYPE_NAME = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_<>][\w<>]*)*$")
 
 
 def wsgi_app(watcher: Watcher | None = None) -> Callable[..., Any]:

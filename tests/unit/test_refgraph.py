@@ -7,6 +7,7 @@ import asyncio
 import ctypes
 import json
 import logging
+import shutil
 import sys
 import threading
 import types
@@ -15,6 +16,8 @@ from collections import deque
 
 import pytest
 
+import leakwatch
+from leakwatch.model import Suspect
 from leakwatch.refgraph import find_paths, safe_key, to_dot
 
 SECRET = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
@@ -200,3 +203,48 @@ def test_unknown_type_gives_an_empty_graph():
 )
 def test_keys_are_shown_only_when_they_cannot_be_secrets(key, shown):
     assert safe_key(key) == shown
+
+
+def test_graph_api_gives_json_dot_and_svg_without_secrets(module):
+    Session = leaky_class(module)
+    module._sessions = {}
+    for i in range(50):
+        s = Session()
+        s.token = SECRET
+        module._sessions[f"{SECRET}{i}"] = s
+    name = f"{module.__name__}.Session"
+    as_json = leakwatch.graph(name)
+    assert as_json["target"] == name and as_json["paths"][0]["root"] == "module"
+    dot = leakwatch.graph(name, "dot")
+    assert dot.startswith("digraph leakwatch {") and "._sessions" in dot
+    assert shutil.which("dot"), "Graphviz is missing: apt-get install graphviz (.ci/run does)"
+    svg = leakwatch.graph(name, "svg")
+    assert svg.startswith(b"<?xml") and b"<svg" in svg and b"_sessions" in svg
+    for out in (json.dumps(as_json), dot, svg.decode()):
+        assert SECRET[:12] not in out
+
+
+def test_graph_of_a_suspect_and_its_bad_targets(module):
+    Session = leaky_class(module)
+    module.kept = [Session() for _ in range(10)]
+    name = f"{module.__name__}.Session"
+    suspect = Suspect(kind="type", key=name, unit="objects", current=10, growth_per_second=1, since=0, confidence=1)
+    assert leakwatch.graph(suspect)["paths"][0]["text"].startswith(f"module {module.__name__} .kept")
+    site = Suspect(kind="site", key="app.py:3", unit="bytes", current=1, growth_per_second=1, since=0, confidence=1)
+    for target, message in [
+        (site, "graphs follow objects"),
+        ("0123456789ab", "no current suspect has id"),
+        ("not a type!", "neither a suspect id nor a type name"),
+        ("", "empty"),
+        (42, "not int"),
+    ]:
+        with pytest.raises(leakwatch.LeakwatchError, match=message):
+            leakwatch.graph(target)
+    with pytest.raises(leakwatch.LeakwatchError, match="allowed: json, dot, svg"):
+        leakwatch.graph(name, "png")
+
+
+def test_svg_without_graphviz_names_the_debian_package(module, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(leakwatch.MissingTool, match="apt-get install graphviz"):
+        leakwatch.graph("builtins.object", "svg")
