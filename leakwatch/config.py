@@ -217,6 +217,19 @@ OPTIONS: tuple[Option, ...] = (
         0.0001,
         1.0,
     ),
+    Option(
+        "graphs",
+        False,
+        "bool",
+        "Serve /api/graph on the HTTP server: who holds a suspect's objects (each request walks the heap a few times).",
+    ),
+    Option(
+        "graph_token",
+        "",
+        "str",
+        "When set, /api/graph requires the header 'Authorization: Bearer <token>'; never logged or exported.",
+    ),
+    Option("graph_budget", 10.0, "seconds", "Longest one graph may search; it then answers with what it found.", 0.1, 300.0),
 )
 OPTION_NAMES = tuple(o.name for o in OPTIONS)
 _BY_NAME = {o.name: o for o in OPTIONS}
@@ -251,6 +264,9 @@ class Config:
     top_k: int = 20
     memory_limit: int = 0
     cpu_budget: float = 0.01
+    graphs: bool = False
+    graph_token: str = dataclasses.field(default="", repr=False)
+    graph_budget: float = 10.0
 
     @classmethod
     def from_options(cls, env: Mapping[str, str] | None = None, **options: Any) -> Config:

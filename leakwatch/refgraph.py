@@ -36,6 +36,7 @@ from itertools import compress
 from typing import Any
 
 from leakwatch.errors import LeakwatchError, MissingTool
+from leakwatch.model import Suspect
 from leakwatch.probes.census import type_key
 
 DEFAULT_SAMPLES = 8
@@ -47,6 +48,9 @@ MAX_KEPT = 200_000
 SHOWN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-:/]{0,31}$")
 MAX_SHOWN_INT = 10**6
 CONTAINER_TYPES = (dict, list, set, frozenset, tuple, deque)
+SUSPECT_ID = re.compile(r"^[0-9a-f]{12}$")
+TYPE_NAME = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_<>][\w<>]*)*$")
+MAX_TYPE_NAME = 300
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +136,32 @@ def _shape_of(edge: str) -> str:
     if edge.startswith("["):
         return "[]"
     return edge
+
+
+def target_type(target: Suspect | str, suspects: Iterable[Suspect]) -> str:
+    """The type a graph target names: a type `Suspect`, the id of one of `suspects`, or a type
+    name. Raises `LeakwatchError` saying what is wrong otherwise."""
+    if isinstance(target, str):
+        if not target.strip():
+            raise LeakwatchError("a graph target is empty; give a suspect id or a type name such as 'app.models.Session'")
+        suspect = next((s for s in suspects if s.id == target), None)
+        if suspect is None:
+            if SUSPECT_ID.match(target):
+                known = ", ".join(s.id for s in suspects) or "none"
+                raise LeakwatchError(f"no current suspect has id {target!r}; current: {known}")
+            if len(target) > MAX_TYPE_NAME or not TYPE_NAME.match(target):
+                raise LeakwatchError(f"{target[:80]!r} is neither a suspect id nor a type name such as 'app.models.Session'")
+            return target
+    elif isinstance(target, Suspect):
+        suspect = target
+    else:
+        raise LeakwatchError(f"a graph target is a Suspect, a suspect id or a type name, not {type(target).__name__}")
+    if suspect.kind != "type":
+        raise LeakwatchError(
+            f"suspect {suspect.id} is a {suspect.kind} ({suspect.key[:80]}); graphs follow objects, "
+            "so give a type suspect or a type name"
+        )
+    return suspect.key
 
 
 def find_paths(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gzip
+import hmac
 import io
 import json
 import logging
@@ -28,13 +29,19 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 
+from leakwatch.errors import LeakwatchError
 from leakwatch.exporters.prometheus import LeakwatchCollector, ReportSource
 
 logger = logging.getLogger(__name__)
 
-PATHS = ("/metrics", "/api/suspects")
+PATHS = ("/metrics", "/api/suspects", "/api/graph")
 METHODS = ("GET", "HEAD")
 METRICS_PARAMS = ("name[]",)
+GRAPH_PARAMS = ("suspect", "type", "format", "samples", "depth")
+# Bounds on what one graph request may ask for.
+GRAPH_SAMPLES = (1, 32)
+GRAPH_DEPTH = (1, 64)
+GRAPH_CONTENT_TYPES = {"json": "application/json", "dot": "text/vnd.graphviz; charset=utf-8", "svg": "image/svg+xml"}
 MAX_CONCURRENT = 8
 REQUEST_TIMEOUT_SECONDS = 10.0
 THREAD_NAME = "leakwatch-http"
@@ -68,6 +75,8 @@ class Endpoints:
             source if callable(source) and not hasattr(source, "report") else (lambda: source)  # type: ignore[assignment,return-value]
         )
         self.registry = registry if registry is not None else private_registry(self._resolve)
+        # One graph at a time: a second request while one is drawn gets 429, not a queue.
+        self._graphing = threading.Lock()
 
     def respond(self, method: str, path: str, query: str, headers: Mapping[str, str]) -> Response:
         """One request: `headers` keys are lower-case. Never raises: a failure answers 500."""
@@ -83,7 +92,7 @@ class Endpoints:
         if method not in METHODS:
             return _text("405 Method Not Allowed", f"{method[:20]} is not allowed; use GET or HEAD\n", (("Allow", "GET, HEAD"),))
         params = parse_qs(query, keep_blank_values=True)
-        allowed = METRICS_PARAMS if path == "/metrics" else ()
+        allowed = {"/metrics": METRICS_PARAMS, "/api/graph": GRAPH_PARAMS}.get(path, ())
         unknown = sorted(k for k in params if k not in allowed)
         if unknown:
             what = ", ".join(allowed) if allowed else "none"
@@ -98,6 +107,8 @@ class Endpoints:
     def _answer(self, path: str, params: Mapping[str, list[str]], headers: Mapping[str, str]) -> Response:
         if path in ("", "/"):
             return _text("200 OK", "leakwatch: " + ", ".join(PATHS) + "\n")
+        if path == "/api/graph":
+            return self._graph(params, headers)
         if path == "/api/suspects":
             source = self._resolve()
             if source is None:
@@ -117,6 +128,79 @@ class Endpoints:
             body = gzip.compress(body, compresslevel=5)
             out.append(("Content-Encoding", "gzip"))
         return Response("200 OK", tuple(out), body)
+
+    def _graph(self, params: Mapping[str, list[str]], headers: Mapping[str, str]) -> Response:
+        source = self._resolve()
+        if source is None:
+            return _text("503 Service Unavailable", "leakwatch is not started in this process\n")
+        config = source.config
+        if not config.graphs:
+            return _text(
+                "404 Not Found", "/api/graph is off; start leakwatch with graphs=true (LEAKWATCH_GRAPHS=1) to serve it\n"
+            )
+        if config.graph_token and not _token_matches(headers.get("authorization", ""), config.graph_token):
+            return _text(
+                "401 Unauthorized", "/api/graph needs 'Authorization: Bearer <token>'\n", (("WWW-Authenticate", "Bearer"),)
+            )
+        try:
+            request = _graph_request(params, source.report())
+        except ValueError as e:
+            return _text("400 Bad Request", f"{e}\n")
+        if not self._graphing.acquire(blocking=False):
+            return _text("429 Too Many Requests", "a graph is being drawn; try again shortly\n", (("Retry-After", "5"),))
+        try:
+            draw = getattr(source, "graph", None)
+            if draw is None:
+                return _text("404 Not Found", "this report source draws no graphs\n")
+            type_name, format_, samples, depth = request
+            rendered = draw(type_name, format_, samples=samples, max_depth=depth)
+        except LeakwatchError as e:
+            return _text("503 Service Unavailable", f"{e}\n", (("Retry-After", "5"),))
+        finally:
+            self._graphing.release()
+        body = json.dumps(rendered, indent=2).encode() + b"\n" if isinstance(rendered, dict) else rendered
+        if isinstance(body, str):
+            body = body.encode()
+        return Response("200 OK", (("Content-Type", GRAPH_CONTENT_TYPES[format_]),), body)
+
+
+def _token_matches(header: str, token: str) -> bool:
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def _graph_request(params: Mapping[str, list[str]], report: Any) -> tuple[str, str, int, int]:
+    """(type name, format, samples, depth) from the query, or ValueError saying what is wrong."""
+    from leakwatch import refgraph
+
+    def one(name: str, default: str) -> str:
+        values = params.get(name, [default])
+        if len(values) != 1:
+            raise ValueError(f"give {name} once")
+        return values[0]
+
+    suspect_id, type_name = one("suspect", ""), one("type", "")
+    if bool(suspect_id) == bool(type_name):
+        raise ValueError("give exactly one of suspect=<id> (see /api/suspects) or type=<module.QualName>")
+    if suspect_id and not refgraph.SUSPECT_ID.match(suspect_id):
+        raise ValueError(f"suspect={suspect_id[:40]!r} is not a suspect id (12 hex digits; see /api/suspects)")
+    try:
+        type_name = refgraph.target_type(suspect_id or type_name, report.suspects)
+    except LeakwatchError as e:
+        raise ValueError(str(e)) from None
+    format_ = one("format", "json")
+    if format_ not in refgraph.FORMATS:
+        raise ValueError(f"format={format_[:20]!r}; allowed: {', '.join(refgraph.FORMATS)}")
+    samples = _bounded(one("samples", str(refgraph.DEFAULT_SAMPLES)), "samples", GRAPH_SAMPLES)
+    depth = _bounded(one("depth", str(refgraph.DEFAULT_MAX_DEPTH)), "depth", GRAPH_DEPTH)
+    return type_name, format_, samples, depth
+
+
+def _bounded(text: str, name: str, bounds: tuple[int, int]) -> int:
+    low, high = bounds
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise ValueError(f"{name}={text[:20]!r}; allowed: an integer from {low} to {high}")
+    return int(text)
 
 
 def accepts_gzip(header: str) -> bool:
@@ -155,6 +239,7 @@ def make_wsgi_app(source: Source, registry: CollectorRegistry | None = None) -> 
         headers = {
             "accept": environ.get("HTTP_ACCEPT", ""),
             "accept-encoding": environ.get("HTTP_ACCEPT_ENCODING", ""),
+            "authorization": environ.get("HTTP_AUTHORIZATION", ""),
         }
         r = endpoints.respond(
             environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/"), environ.get("QUERY_STRING", ""), headers

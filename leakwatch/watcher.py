@@ -14,7 +14,6 @@ import heapq
 import json
 import logging
 import os
-import re
 import threading
 import time
 import weakref
@@ -371,6 +370,34 @@ class Watcher:
             if s.id not in new:
                 logger.info("leakwatch: no longer growing: %s %s", s.kind, s.key)
 
+    # --- referrer graphs ------------------------------------------------------------------------
+
+    def graph(
+        self,
+        target: Suspect | str,
+        format: str = "json",  # noqa: A002 - the public word
+        *,
+        samples: int = 8,
+        max_depth: int = 24,
+        budget_seconds: float | None = None,
+    ) -> Any:
+        """Who holds `target` (a type suspect, one of this watcher's suspect ids, or a type name):
+        see `leakwatch.graph`. No census runs meanwhile: a census's list of every object would
+        look like a holder of everything."""
+        from leakwatch import refgraph
+
+        if format not in refgraph.FORMATS:
+            raise LeakwatchError(f"format {format!r}: allowed: {', '.join(refgraph.FORMATS)}")
+        type_name = refgraph.target_type(target, self._report.suspects)
+        budget = self.config.graph_budget if budget_seconds is None else budget_seconds
+        if not self._tick_lock.acquire(timeout=budget):
+            raise LeakwatchError("a sampling tick held leakwatch busy past the graph's time budget; try again")
+        try:
+            found = refgraph.find_paths(type_name, samples=samples, max_depth=max_depth, budget_seconds=budget)
+        finally:
+            self._tick_lock.release()
+        return refgraph.render(found, format)
+
     # --- results --------------------------------------------------------------------------------
 
     def report(self) -> Report:
@@ -483,44 +510,14 @@ def graph(
 
     `target` is a type `Suspect`, a suspect id of the process-wide watcher, or a type name
     (`module.QualName`, builtins bare). Returns a dict ("json"), DOT text ("dot") or SVG bytes
-    ("svg", needs Graphviz's `dot`). Runs on the caller's thread: a few walks of the heap
-    (see `leakwatch.refgraph`). Raises `LeakwatchError` for a target that names no type.
+    ("svg", needs Graphviz's `dot`). Runs on the caller's thread: a few walks of the heap (see
+    `leakwatch.refgraph`), with sampling paused meanwhile. Raises `LeakwatchError` for a target
+    that names no type.
     """
-    from leakwatch import refgraph
-
-    if format not in refgraph.FORMATS:
-        raise LeakwatchError(f"format {format!r}: allowed: {', '.join(refgraph.FORMATS)}")
-    type_name = _graph_type(target)
-    found = refgraph.find_paths(type_name, samples=samples, max_depth=max_depth, budget_seconds=budget_seconds)
-    return refgraph.render(found, format)
-
-
-def _graph_type(target: Suspect | str) -> str:
-    """The type a graph target names."""
-    if isinstance(target, Suspect):
-        suspect = target
-    elif isinstance(target, str):
-        if not target.strip():
-            raise LeakwatchError("a graph target is empty; give a suspect id or a type name such as 'app.models.Session'")
-        suspect = next((s for s in suspects() if s.id == target), None)
-        if suspect is None:
-            if _SUSPECT_ID.match(target):
-                raise LeakwatchError(f"no current suspect has id {target!r}; current: {[s.id for s in suspects()] or 'none'}")
-            if not _TYPE_NAME.match(target):
-                raise LeakwatchError(f"{target[:80]!r} is neither a suspect id nor a type name such as 'app.models.Session'")
-            return target
-    else:
-        raise LeakwatchError(f"a graph target is a Suspect, a suspect id or a type name, not {type(target).__name__}")
-    if suspect.kind != "type":
-        raise LeakwatchError(
-            f"suspect {suspect.id} is a {suspect.kind} ({suspect.key}); graphs follow objects, "
-            "so give a type suspect or a type name"
-        )
-    return suspect.key
-
-
-_SUSPECT_ID = re.compile(r"^[0-9a-f]{12}$")
-_TYPE_NAME = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_<>][\w<>]*)*$")
+    watcher = _default
+    if watcher is None:
+        watcher = Watcher(enabled=False, census=False, process=False, tracemalloc="off", log_suspects=False)
+    return watcher.graph(target, format, samples=samples, max_depth=max_depth, budget_seconds=budget_seconds)
 
 
 def wsgi_app(watcher: Watcher | None = None) -> Callable[..., Any]:

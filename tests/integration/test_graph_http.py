@@ -1,0 +1,148 @@
+"""/api/graph over real HTTP: off by default, token, bad parameters, one graph at a time, and a
+real leaking program whose holder it names."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import leakwatch
+from tests.integration.conftest import wait_for
+
+TOKEN = "graph-token-for-tests"
+
+
+def get(url: str, token: str | None = TOKEN, timeout: float = 60) -> tuple[int, dict[str, str], bytes]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+class Order:
+    """What the served process leaks in these tests: kept in a module-level list."""
+
+
+ORDERS: list[Order] = []
+
+
+@pytest.fixture
+def watcher():
+    ORDERS[:] = [Order() for _ in range(500)]
+    w = leakwatch.Watcher(interval=0.05, tracemalloc="off", port=0, graphs=True, graph_token=TOKEN).start()
+    yield w
+    w.stop()
+    ORDERS.clear()
+
+
+@pytest.fixture
+def served(watcher):
+    host, port = watcher.server_address
+    return f"http://{host}:{port}"
+
+
+def test_graph_is_off_unless_enabled():
+    watcher = leakwatch.Watcher(interval=0.05, tracemalloc="off", port=0).start()
+    try:
+        host, port = watcher.server_address
+        status, _, body = get(f"http://{host}:{port}/api/graph?type=dict", token=None)
+        assert status == 404 and b"graphs=true" in body
+    finally:
+        watcher.stop()
+
+
+def test_graph_names_the_holder_and_needs_the_token(served):
+    url = f"{served}/api/graph?type={__name__}.Order"
+    assert get(url, token=None)[0] == 401
+    status, headers, _ = get(url, token="wrong")
+    assert status == 401 and headers["WWW-Authenticate"] == "Bearer"
+    status, headers, body = get(url)
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    path = json.loads(body)["paths"][0]
+    assert path["text"].startswith(f"module {__name__} .ORDERS -> list (len 500)")
+    status, headers, body = get(url + "&format=svg")
+    assert status == 200 and headers["Content-Type"] == "image/svg+xml" and b"ORDERS" in body
+    status, headers, body = get(url + "&format=dot")
+    assert status == 200 and body.startswith(b"digraph")
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ("", b"exactly one of suspect"),
+        ("?suspect=nothex", b"not a suspect id"),
+        ("?suspect=0123456789ab", b"no current suspect"),
+        ("?type=no%20spaces", b"neither a suspect id nor a type name"),
+        ("?type=" + "a" * 400, b"neither a suspect id nor a type name"),
+        ("?type=dict&samples=100000", b"from 1 to 32"),
+        ("?type=dict&depth=0", b"from 1 to 64"),
+        ("?type=dict&format=pdf", b"json, dot, svg"),
+        ("?type=dict&type=list", b"give type once"),
+        ("?type=dict&limit=3", b"unknown query parameter"),
+    ],
+)
+def test_bad_graph_requests_say_what_is_allowed(served, query, says):
+    status, _, body = get(f"{served}/api/graph{query}")
+    assert status == 400 and says in body, body
+
+
+def test_a_flood_of_graph_requests_gets_one_graph_at_a_time_and_metrics_still_answer(watcher, served):
+    url = f"{served}/api/graph?type={__name__}.Order&samples=32"
+    first: list[int] = []
+    with watcher._tick_lock:  # a tick in progress: the first graph waits for it, holding its turn
+        drawing = threading.Thread(target=lambda: first.append(get(url)[0]))
+        drawing.start()
+        wait_for(lambda: get(url)[0] == 429, timeout=10)
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            flood = list(pool.map(lambda _: get(url)[0], range(24)))
+        assert set(flood) <= {429, 503}, flood  # turned away at once: busy, or no request slot
+        assert get(f"{served}/metrics", token=None)[0] == 200
+    drawing.join(30)
+    assert first == [200]
+    assert get(url)[0] == 200  # and it serves graphs again afterwards
+
+
+def test_graph_of_a_real_leaking_program_by_suspect_id(subprocess_env, tmp_path):
+    program = tmp_path / "leaky.py"
+    program.write_text(
+        "import time, leakwatch\n"
+        "class Session:\n"
+        "    def __init__(self, i):\n"
+        "        self.token = 'tok_' + 'A1b2C3d4E5f6G7h8' + str(i)\n"
+        "_sessions = {}\n"
+        "w = leakwatch.start(interval=0.1, window=3, warmup=1, port=0, graphs=True, tracemalloc='off', log_suspects=False)\n"
+        "print('serving %s:%d' % w.server_address, flush=True)\n"
+        "i = 0\n"
+        "while True:\n"
+        "    for _ in range(20):\n"
+        "        _sessions['tok_%d_A1b2C3d4E5f6' % i] = Session(i); i += 1\n"
+        "    time.sleep(0.05)\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(program)], env=subprocess_env, stdout=subprocess.PIPE, text=True)
+    try:
+        address = re.search(r"serving (\S+)", proc.stdout.readline()).group(1)
+        base = f"http://{address}"
+
+        def session_suspect():
+            report = json.loads(get(f"{base}/api/suspects", token=None)[2])
+            return next((s["id"] for s in report["suspects"] if s["key"] == "__main__.Session"), None)
+
+        suspect_id = wait_for(session_suspect, timeout=60, step=0.5)
+        status, _, body = get(f"{base}/api/graph?suspect={suspect_id}", token=None)
+        assert status == 200, body
+        graph = json.loads(body)
+        assert graph["paths"][0]["text"].startswith("module __main__ ._sessions -> dict")
+        assert b"A1b2C3d4E5f6" not in body  # neither the token attribute nor the key
+    finally:
+        proc.kill()
+        proc.wait(10)
