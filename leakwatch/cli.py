@@ -87,6 +87,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="do not print the suspects when the program ends")
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND", help="the program and its arguments")
 
+    graph = sub.add_parser(
+        "graph",
+        help="fetch who holds a leak from a running process's /api/graph",
+        description="Ask a process that runs leakwatch with graphs=true for the retention paths of a suspect "
+        "or a type, and print them or save them as JSON, DOT or SVG (the format follows the -o file's extension).",
+    )
+    graph.add_argument("--url", required=True, help="the process's leakwatch server, e.g. http://127.0.0.1:9464")
+    target = graph.add_mutually_exclusive_group(required=True)
+    target.add_argument("--suspect", metavar="ID", help="a suspect id, as /api/suspects lists them")
+    target.add_argument("--type", metavar="NAME", help="a type name, e.g. app.models.Session")
+    graph.add_argument("-o", "--output", metavar="FILE", help="write the graph there (.json, .dot or .svg); default: print paths")
+    graph.add_argument("--samples", type=int, default=8, help="instances to trace (1-32, default 8)")
+    graph.add_argument(
+        "--token-env",
+        metavar="VAR",
+        default="LEAKWATCH_GRAPH_TOKEN",
+        help="environment variable holding the bearer token, if the server wants one (default LEAKWATCH_GRAPH_TOKEN)",
+    )
+
     sub.add_parser(
         "options",
         help="list every option, its environment variable and default",
@@ -127,6 +146,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             return run_program(args.argv, args.option, args.report, args.quiet)
         if args.command == "options":
             return print_options(out)
+        if args.command == "graph":
+            return fetch_graph(args, out)
         build_parser().print_help(out)
         return 2
     except CLIError as e:
@@ -135,6 +156,54 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except ConfigError as e:
         print(f"leakwatch: error: {e}", file=sys.stderr)
         return 2
+
+
+# --- leakwatch graph ---------------------------------------------------------------------------
+
+GRAPH_FORMATS = {".json": "json", ".dot": "dot", ".gv": "dot", ".svg": "svg"}
+
+
+def fetch_graph(args: argparse.Namespace, out: TextIO) -> int:
+    """GET /api/graph and print the paths, or save the graph in the format -o's extension names."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    fmt = "json"
+    if args.output:
+        ext = os.path.splitext(args.output)[1].lower()
+        if ext not in GRAPH_FORMATS:
+            raise CLIError(f"-o {args.output!r}: the file must end in {', '.join(GRAPH_FORMATS)}")
+        fmt = GRAPH_FORMATS[ext]
+    parsed = urllib.parse.urlparse(args.url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise CLIError(f"--url {args.url!r}: expected http://HOST:PORT")
+    query = {"suspect": args.suspect} if args.suspect else {"type": args.type}
+    query.update(format=fmt, samples=str(args.samples))
+    url = args.url.rstrip("/") + "/api/graph?" + urllib.parse.urlencode(query)
+    headers = {}
+    token = os.environ.get(args.token_env, "")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=120) as response:
+            body = response.read()
+    except urllib.error.HTTPError as e:
+        raise CLIError(f"{args.url} answered {e.code}: {e.read().decode(errors='replace').strip()[:300]}", 1) from None
+    except (urllib.error.URLError, OSError) as e:
+        raise CLIError(f"cannot reach {args.url}: {getattr(e, 'reason', e)}", 1) from None
+    if args.output:
+        with open(args.output, "wb") as f:
+            f.write(body)
+        print(f"wrote {args.output}", file=out)
+        return 0
+    graph = json.loads(body)
+    print(f"{graph['target']}: {graph['instances']} live, {graph['sampled']} traced", file=out)
+    for path in graph["paths"]:
+        print(f"  x{path['count']} [{path['signature']}] {path['text']}", file=out)
+    if not graph.get("complete", True):
+        print("  (the search stopped at its depth or time budget; some instances are not traced)", file=out)
+    return 0
 
 
 # --- leakwatch options -------------------------------------------------------------------------

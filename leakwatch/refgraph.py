@@ -48,6 +48,8 @@ MAX_KEPT = 200_000
 SHOWN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-:/]{0,31}$")
 MAX_SHOWN_INT = 10**6
 CONTAINER_TYPES = (dict, list, set, frozenset, tuple, deque)
+# Among roots at the same distance, the one that names the code best wins.
+ROOT_PRIORITY = {"module": 0, "class": 1, "task": 2, "thread": 3, "outside": 4}
 SUSPECT_ID = re.compile(r"^[0-9a-f]{12}$")
 TYPE_NAME = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_<>][\w<>]*)*$")
 MAX_TYPE_NAME = 300
@@ -256,13 +258,15 @@ class _Search:
             for tid, frontier in frontiers.items():
                 if tid in found:
                     continue
+                best: tuple[str, str, int] | None = None
                 for oid in frontier:
                     root = _root_of(keep[oid], roots)
-                    if root is not None:
-                        found[tid] = (root[0], root[1], oid)
-                        break
-                else:
+                    if root is not None and (best is None or ROOT_PRIORITY[root[0]] < ROOT_PRIORITY[best[0]]):
+                        best = (root[0], root[1], oid)
+                if best is None:
                     live_ids.update(frontier)
+                else:
+                    found[tid] = best
             pending = [tid for tid in frontiers if tid not in found]
             if not pending or not live_ids:
                 break

@@ -146,3 +146,18 @@ def test_graph_of_a_real_leaking_program_by_suspect_id(subprocess_env, tmp_path)
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_cli_fetches_prints_and_saves_graphs(served, tmp_path, subprocess_env):
+    env = {**subprocess_env, "LEAKWATCH_GRAPH_TOKEN": TOKEN}
+    cli = [sys.executable, "-m", "leakwatch", "graph", "--url", served, "--type", f"{__name__}.Order"]
+    result = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert f"{__name__}.Order: 500 live" in result.stdout and ".ORDERS -> list (len 500)" in result.stdout
+    svg = tmp_path / "holders.svg"
+    result = subprocess.run([*cli, "-o", str(svg)], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and svg.read_bytes().startswith(b"<?xml")
+    no_token = subprocess.run(cli, env=subprocess_env, capture_output=True, text=True, timeout=60)
+    assert no_token.returncode == 1 and "answered 401" in no_token.stderr
+    bad = subprocess.run([*cli, "-o", str(tmp_path / "x.png")], env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and ".json, .dot, .gv, .svg" in bad.stderr
