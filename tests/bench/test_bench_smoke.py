@@ -89,3 +89,22 @@ def test_scrape_bench_small_storm_reports_size_and_bounds(tmp_path: Path) -> Non
     assert 0 < r["leakwatch_bytes"] <= r["bound_bytes"]
     assert 0 < r["bytes_gzip"] < r["bytes"]
     assert r["scrape"]["median_ms"] > 0 and r["render_leakwatch_collector"]["median_ms"] > 0
+
+
+def test_graph_bench_small_heap_reports_both_tools(tmp_path: Path) -> None:
+    path = Path(__file__).with_name("bench_graph.py")
+    spec = importlib.util.spec_from_file_location("bench_graph", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_graph", bench)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "g.json"
+
+    assert bench.main(["--objects", "20000", "--repeat", "1", "--json", str(out)]) == 0
+
+    r = json.loads(out.read_text(encoding="utf-8"))
+    assert r["leakwatch"]["path"].startswith("module benchapp .state")
+    assert r["leakwatch"]["passes"] >= 2
+    assert r["objgraph_find_backref_chain"]["chain_length"] >= 5
+    assert r["secret_in_output"]["leakwatch"] is False
+    assert all(v > 0 for v in r["ratios"].values())
