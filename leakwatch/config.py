@@ -230,6 +230,19 @@ OPTIONS: tuple[Option, ...] = (
         "When set, /api/graph requires the header 'Authorization: Bearer <token>'; never logged or exported.",
     ),
     Option("graph_budget", 10.0, "seconds", "Longest one graph may search; it then answers with what it found.", 0.1, 300.0),
+    Option(
+        "graph_dir",
+        "",
+        "str",
+        "Graphs without HTTP: a file named graph-request put there (holding a suspect id or a type name, or nothing "
+        "for every type suspect) makes the next tick write graph-<pid>-<target>.json and .dot there; the newest 20 are kept.",
+    ),
+    Option(
+        "graph_on_suspect",
+        False,
+        "bool",
+        "Also draw a graph into graph_dir when a type suspect is first confirmed.",
+    ),
 )
 OPTION_NAMES = tuple(o.name for o in OPTIONS)
 _BY_NAME = {o.name: o for o in OPTIONS}
@@ -267,6 +280,8 @@ class Config:
     graphs: bool = False
     graph_token: str = dataclasses.field(default="", repr=False)
     graph_budget: float = 10.0
+    graph_dir: str = ""
+    graph_on_suspect: bool = False
 
     @classmethod
     def from_options(cls, env: Mapping[str, str] | None = None, **options: Any) -> Config:

@@ -121,6 +121,29 @@ class Graph:
     seconds: float
     complete: bool  # False when the depth or time budget cut the search short
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Graph:
+        paths = tuple(
+            Path(
+                root=p["root"],
+                root_name=p["root_name"],
+                steps=tuple(Step(s["type"], s.get("size")) for s in p["steps"]),
+                edges=tuple(p["edges"]),
+                accumulation=p.get("accumulation"),
+                count=int(p.get("count", 1)),
+            )
+            for p in d.get("paths", ())
+        )
+        return cls(
+            target=d["target"],
+            instances=int(d["instances"]),
+            sampled=int(d["sampled"]),
+            paths=paths,
+            passes=int(d.get("passes", 0)),
+            seconds=float(d.get("seconds", 0.0)),
+            complete=bool(d.get("complete", True)),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "target": self.target,

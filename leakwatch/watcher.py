@@ -38,6 +38,10 @@ THREAD_NAME = "leakwatch"
 # Kinds and keys that describe one tracing window and start from zero with the next.
 WINDOW_KINDS = ("site", "site_blocks")
 WINDOW_PROCESS_KEYS = ("traced", "trace_overhead")
+# Graphs drawn into Config.graph_dir: the request file's name, and how many files are kept.
+GRAPH_REQUEST_FILE = "graph-request"
+MAX_GRAPH_FILES = 40  # 20 graphs, a .json and a .dot each
+GRAPHS_PER_TICK = 3
 # Census kinds whose largest entries each report carries (Config.top_k of them).
 TOP_KINDS = ("type", "site")
 # After a tracing window, wait this many window lengths before the next (at most 1/3 duty).
@@ -96,6 +100,7 @@ class Watcher:
         self._registry = registry
         self._collector: LeakwatchCollector | None = None
         self._server: MetricsServer | None = None
+        self._graphed: set[str] = set()  # suspects already drawn into graph_dir
         self._register_fork_hook()
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -230,6 +235,54 @@ class Watcher:
             self._tick_errors += 1
             self._report = dataclasses.replace(self._report, errors={**self._report.errors, "watcher": self._tick_errors})
             logger.warning("leakwatch: a sampling tick failed; the next one will run", exc_info=self._tick_errors == 1)
+        if self.config.graph_dir:
+            try:
+                self._draw_requested_graphs()
+            except Exception:
+                logger.warning("leakwatch: drawing a graph into %s failed", self.config.graph_dir, exc_info=True)
+
+    def _draw_requested_graphs(self) -> None:
+        """Graphs for processes that serve no HTTP: on a request file, and for new type suspects."""
+        directory = self.config.graph_dir.replace("{pid}", str(os.getpid()))
+        request = os.path.join(directory, GRAPH_REQUEST_FILE)
+        targets: list[str] = []
+        taken = f"{request}.{os.getpid()}"
+        try:
+            os.rename(request, taken)  # one process takes a request, even with several watching
+        except OSError:
+            pass
+        else:
+            with open(taken, encoding="utf-8", errors="replace") as f:
+                wanted = f.read(300).strip()
+            os.unlink(taken)
+            type_suspects = [s.id for s in self._report.suspects if s.kind == "type"]
+            targets.extend([wanted] if wanted else type_suspects)
+        if self.config.graph_on_suspect:
+            for s in self._report.suspects:
+                if s.kind == "type" and s.id not in self._graphed:
+                    self._graphed.add(s.id)
+                    targets.append(s.id)
+                    break  # at most one automatic graph a tick
+        for target in targets[:GRAPHS_PER_TICK]:
+            self._write_graph(directory, target)
+
+    def _write_graph(self, directory: str, target: str) -> None:
+        from leakwatch import refgraph
+
+        try:
+            data = self.graph(target, "json")
+        except LeakwatchError as e:
+            logger.warning("leakwatch: no graph for %r: %s", target[:80], e)
+            return
+        stem = os.path.join(directory, f"graph-{os.getpid()}-{_file_safe(target)}")
+        found = refgraph.Graph.from_dict(data)
+        for ext, text in ((".json", json.dumps(data, indent=2)), (".dot", refgraph.to_dot(found))):
+            tmp = f"{stem}{ext}.tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, stem + ext)
+        logger.info("leakwatch: wrote the graph of %s to %s.json and .dot", target[:80], stem)
+        _keep_newest(directory, "graph-", MAX_GRAPH_FILES)
 
     # --- fork safety ----------------------------------------------------------------------------
 
@@ -419,6 +472,24 @@ class Watcher:
             os.replace(tmp, path)
         except OSError as e:
             logger.warning("leakwatch: could not write the report to %s: %s", path, e)
+
+
+def _file_safe(target: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in target)[:100]
+
+
+def _keep_newest(directory: str, prefix: str, keep: int) -> None:
+    """Delete all but the newest `keep` files whose names start with `prefix`."""
+    entries = []
+    with os.scandir(directory) as it:
+        for entry in it:
+            if entry.name.startswith(prefix) and not entry.name.endswith(".tmp") and entry.is_file():
+                entries.append((entry.stat().st_mtime, entry.path))
+    for _, path in sorted(entries, reverse=True)[keep:]:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def _largest(values: Mapping[str, float], k: int) -> tuple[tuple[str, float], ...]:

@@ -161,3 +161,36 @@ def test_cli_fetches_prints_and_saves_graphs(served, tmp_path, subprocess_env):
     assert no_token.returncode == 1 and "answered 401" in no_token.stderr
     bad = subprocess.run([*cli, "-o", str(tmp_path / "x.png")], env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and ".json, .dot, .gv, .svg" in bad.stderr
+
+
+def test_graph_dir_takes_requests_and_draws_new_suspects(subprocess_env, tmp_path):
+    program = tmp_path / "worker.py"
+    program.write_text(
+        "import time, leakwatch\n"
+        "class Job:\n"
+        "    pass\n"
+        "backlog = []\n"
+        "leakwatch.start(interval=0.1, window=3, warmup=1, tracemalloc='off', log_suspects=False)\n"
+        "while True:\n"
+        "    backlog.extend(Job() for _ in range(20))\n"
+        "    time.sleep(0.05)\n"
+    )
+    graphs = tmp_path / "graphs"
+    graphs.mkdir()
+    env = {**subprocess_env, "LEAKWATCH_GRAPH_DIR": str(graphs), "LEAKWATCH_GRAPH_ON_SUSPECT": "1"}
+    proc = subprocess.Popen([sys.executable, str(program)], env=env)
+    try:
+        drawn = wait_for(lambda: sorted(graphs.glob("graph-*.json")), timeout=60, step=0.2)
+        first = json.loads(drawn[0].read_text())
+        assert first["target"] == "__main__.Job"
+        assert first["paths"][0]["text"].startswith("module __main__ .backlog -> list")
+        assert drawn[0].with_suffix(".dot").read_text().startswith("digraph leakwatch {")
+        (graphs / "graph-request").write_text("__main__.Job\n")
+        wait_for(lambda: (graphs / f"graph-{proc.pid}-__main__.Job.json").exists(), timeout=30, step=0.2)
+        assert not (graphs / "graph-request").exists()  # taken
+        (graphs / "graph-request").write_text("not a type!")  # a bad request is logged, nothing breaks
+        wait_for(lambda: not (graphs / "graph-request").exists(), timeout=30, step=0.2)
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait(10)
