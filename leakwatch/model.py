@@ -93,8 +93,8 @@ class Suspect:
 
     def describe(self) -> str:
         """One human line: what grows, how fast, how big."""
-        rate = _human(self.growth_per_second * 60, self.unit)
-        line = f"{self.kind} {self.key}: +{rate}/min, now {_human(self.current, self.unit)} (confidence {self.confidence:.3f})"
+        rate = human(self.growth_per_second * 60, self.unit)
+        line = f"{self.kind} {self.key}: +{rate}/min, now {human(self.current, self.unit)} (confidence {self.confidence:.3f})"
         if self.sites:
             line += " allocated at " + ", ".join(self.sites)
         if self.detail:
@@ -102,7 +102,7 @@ class Suspect:
         return line
 
 
-def _human(value: float, unit: str) -> str:
+def human(value: float, unit: str) -> str:
     if unit != "bytes":
         return f"{value:,.0f} objects" if abs(value) >= 10 else f"{value:.2f} objects"
     for name, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
@@ -121,7 +121,8 @@ class Report:
     objects) and "site" (traced bytes, while tracing); `types` counts the distinct types seen.
     `process` is that sample's process memory ("rss", "uss", "py_blocks", and while tracing
     "traced" and "trace_overhead"); `memory_limit` the container limit in bytes (0: none).
-    `costs` is what leakwatch has spent on itself.
+    `costs` is what leakwatch has spent on itself. `trends` holds, for each suspect id, its
+    history in at most 32 equal-time steps: (wall-clock time, highest value in the step).
     """
 
     time: float = 0.0
@@ -138,6 +139,7 @@ class Report:
     process: Mapping[str, float] = dataclasses.field(default_factory=dict)
     memory_limit: float = 0.0
     costs: Costs = dataclasses.field(default_factory=Costs)
+    trends: Mapping[str, tuple[tuple[float, float], ...]] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -155,6 +157,7 @@ class Report:
             "process": dict(self.process),
             "memory_limit": self.memory_limit,
             "costs": self.costs.to_dict(),
+            "trends": {sid: [[t, v] for t, v in points] for sid, points in self.trends.items()},
         }
 
     @classmethod
@@ -174,4 +177,5 @@ class Report:
             process={k: float(v) for k, v in d.get("process", {}).items()},
             memory_limit=float(d.get("memory_limit", 0.0)),
             costs=Costs.from_dict(d.get("costs", {})),
+            trends={sid: tuple((float(t), float(v)) for t, v in pts) for sid, pts in d.get("trends", {}).items()},
         )

@@ -106,7 +106,13 @@ class Endpoints:
 
     def _answer(self, path: str, params: Mapping[str, list[str]], headers: Mapping[str, str]) -> Response:
         if path in ("", "/"):
-            return _text("200 OK", "leakwatch: " + ", ".join(PATHS) + "\n")
+            source = self._resolve()
+            if source is None:
+                return _text("503 Service Unavailable", "leakwatch is not started in this process\n")
+            from leakwatch.page import render_page
+
+            page = render_page(source.report(), source.config)
+            return Response("200 OK", (("Content-Type", "text/html; charset=utf-8"),), page.encode())
         if path == "/api/graph":
             return self._graph(params, headers)
         if path == "/api/suspects":

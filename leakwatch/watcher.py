@@ -42,6 +42,8 @@ WINDOW_PROCESS_KEYS = ("traced", "trace_overhead")
 GRAPH_REQUEST_FILE = "graph-request"
 MAX_GRAPH_FILES = 40  # 20 graphs, a .json and a .dot each
 GRAPHS_PER_TICK = 3
+# Points of each suspect's chart on the report (and the HTML page).
+TREND_POINTS = 32
 # Census kinds whose largest entries each report carries (Config.top_k of them).
 TOP_KINDS = ("type", "site")
 # After a tracing window, wait this many window lengths before the next (at most 1/3 duty).
@@ -376,8 +378,20 @@ class Watcher:
             process=dict(sample.values.get("process", {})),
             memory_limit=sample.memory_limit,
             costs=self._report.costs,
+            trends=self._trends(new.suspects),
         )
         return report
+
+    def _trends(self, suspects: tuple[Suspect, ...]) -> dict[str, tuple[tuple[float, float], ...]]:
+        """Each suspect's history in at most `TREND_POINTS` equal-time steps, for charts."""
+        out: dict[str, tuple[tuple[float, float], ...]] = {}
+        for s in suspects[: self.config.max_suspect_series]:
+            series = self._history.get(s.kind, s.key)
+            if series is None or not len(series):
+                continue
+            t, _, hi = detector.binned(series, 0, TREND_POINTS)
+            out[s.id] = tuple((round(x + self._epoch, 3), y) for x, y in zip(t, hi, strict=True))
+        return out
 
     def _steer_tracing(self, verdict: detector.Verdict, now: float) -> None:
         """Open a tracing window while cheap signals suspect growth; close it when it is done."""
