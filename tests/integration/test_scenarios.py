@@ -48,10 +48,14 @@ def expectations(name: str) -> set[tuple[str, str]]:
     return wanted
 
 
-def run_program(name: str, tmp: str, settings: dict[str, str] = SETTINGS) -> dict[str, Any]:
+def run_program(name: str, tmp: str, settings: dict[str, str] = SETTINGS, graphs: bool = False) -> dict[str, Any]:
     report = os.path.join(tmp, f"{name}.json")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEAKWATCH_")}
     env.update(settings)
+    graph_dir = os.path.join(tmp, f"graphs-{name}")
+    if graphs:  # a graph of each type suspect, drawn as it is confirmed
+        os.makedirs(graph_dir, exist_ok=True)
+        env.update(LEAKWATCH_GRAPH_DIR=graph_dir, LEAKWATCH_GRAPH_ON_SUSPECT="true")
     env["SCENARIO_SECONDS"] = str(SECONDS)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH", "")) if p)
     command = [
@@ -71,6 +75,12 @@ def run_program(name: str, tmp: str, settings: dict[str, str] = SETTINGS) -> dic
     with open(report, encoding="utf-8") as f:
         data = json.load(f)
     data["stderr"] = result.stderr
+    data["graphs"] = []
+    if graphs:
+        for entry in sorted(os.listdir(graph_dir)):
+            if entry.endswith(".json"):
+                with open(os.path.join(graph_dir, entry), encoding="utf-8") as f:
+                    data["graphs"].append(json.load(f))
     return data
 
 
@@ -78,8 +88,15 @@ def run_program(name: str, tmp: str, settings: dict[str, str] = SETTINGS) -> dic
 def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     tmp = str(tmp_path_factory.mktemp("scenarios"))
     with ThreadPoolExecutor(max_workers=4) as pool:
-        results = dict(zip(NAMES, pool.map(lambda n: run_program(n, tmp), NAMES), strict=False))
+        results = dict(zip(NAMES, pool.map(lambda n: run_program(n, tmp, graphs=True), NAMES), strict=False))
     return results
+
+
+def holder(name: str) -> str | None:
+    """The `HOLDER:` a program names: text the path to its leaked objects must contain."""
+    with open(os.path.join(PROGRAMS, f"{name}.py"), encoding="utf-8") as f:
+        m = re.search(r"^HOLDER: (.+)$", f.read(), re.M)
+    return m.group(1).strip() if m else None
 
 
 def found(report: dict[str, Any]) -> set[tuple[str, str]]:
@@ -135,3 +152,18 @@ def test_interval_alone_sets_a_short_judging_scale(tmp_path):
             assert wanted <= found(report), f"{name}: expected {wanted}, got {sorted(found(report))}"
         else:
             assert report["suspects"] == [], f"{name}: false alarm {sorted(found(report))}"
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if holder(n)])
+def test_graph_names_the_real_holder(name, reports):
+    (kind, key) = next(e for e in expectations(name) if e[0] == "type")
+    graphs = [g for g in reports[name]["graphs"] if g["target"] == key]
+    assert graphs, f"{name}: no graph drawn for {key}; stderr: {reports[name]['stderr'][-1000:]}"
+    top = graphs[0]["paths"][0]
+    assert holder(name) in top["text"], f"{name}: {[p['text'] for p in graphs[0]['paths']]}"
+    assert top["accumulation"] is not None
+
+
+def test_every_type_leak_program_names_its_holder():
+    type_leaks = [n for n in NAMES if any(k == "type" for k, _ in expectations(n))]
+    assert type_leaks and all(holder(n) for n in type_leaks)

@@ -8,6 +8,7 @@ level caches) grow by one per request (~400/s). A classic real-world leak.
 LEAKS: yes, one Logger per request, retained by the logging module.
 
 EXPECT: type=logging.Logger
+HOLDER: .loggerDict -> dict
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ ever removed, so ``Session`` instances grow by one per request (roughly
 LEAKS: yes, steadily from the first request on.
 
 EXPECT: type=__main__.Session
+HOLDER: module __main__ ._sessions -> dict
 EXPECT: site=LEAK-SITE
 """
 

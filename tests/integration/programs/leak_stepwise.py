@@ -8,6 +8,7 @@ the ``Job`` count is a staircase (+2000 per step, ~1300/s on average).
 LEAKS: yes, in steps every ~1.5 s.
 
 EXPECT: type=__main__.Job
+HOLDER: module __main__ ._processed -> list
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ are created and freed around it.
 LEAKS: yes, slowly (one Event per request) under heavy same-type churn.
 
 EXPECT: type=__main__.Event
+HOLDER: module __main__ ._audit_log -> list
 """
 
 from __future__ import annotations
