@@ -259,6 +259,7 @@ class _Search:
         self.deadline = deadline
         self.passes = 0
         self.complete = True
+        self.roots = _ThreadRoots()
 
     def run(self) -> list[Path]:
         # No comprehension or generator in here may name an object searched: the compiler would
@@ -273,7 +274,9 @@ class _Search:
             parents[id(t)] = {id(t): None}
             frontiers[id(t)] = {id(t)}
         t = None
-        self.ours.update(map(id, (roots, roots.frames, roots.locals, keep, parents, frontiers, found, self.__dict__)))
+        self.roots = roots
+        self.ours.update(map(id, (roots, roots.frames, roots.chain, roots.locals, roots.snapshots, roots.kept)))
+        self.ours.update(map(id, (keep, parents, frontiers, found, self.__dict__)))
         depth = 0
         while True:
             live_ids: set[int] = set()
@@ -301,14 +304,7 @@ class _Search:
         paths = []
         for tid, (kind, name, start) in found.items():
             path = self._path(tid, kind, name, start, parents[tid], keep)
-            if kind == "thread" and start in roots.locals:
-                _, _, local = roots.locals[start]
-                step = Step("frame")
-                acc = None if path.accumulation is None else path.accumulation + 1
-                path = dataclasses.replace(
-                    path, steps=(step, *path.steps), edges=(f"local {local}", *path.edges), accumulation=acc
-                )
-            paths.append(path)
+            paths.append(_from_frame(path, start, roots) if kind == "thread" else path)
         return paths
 
     def _level(
@@ -363,10 +359,15 @@ class _Search:
         referrers.clear()
         for tid in pending:
             for oid in frontiers[tid]:
-                if oid not in held:
+                if oid in held:
+                    continue
+                self.roots.read_locals()
+                if oid in self.roots.locals:
+                    found[tid] = ("thread", self.roots.locals[oid][0], oid)
+                else:
                     # Nothing Python can see holds it: a C extension, or a leaked reference count.
                     found[tid] = ("outside", "held outside Python", oid)
-                    break
+                break
             frontiers[tid] = following[tid]
 
     @staticmethod
@@ -403,19 +404,38 @@ def _is_ours(obj: object) -> bool:
 
 @dataclasses.dataclass
 class _ThreadRoots:
-    """The running threads' frames, and what their locals hold.
+    """The running threads' frames, and (read only when needed) what their locals hold.
 
     A running frame's locals are invisible to the collector (its frame object does not traverse
-    a frame the thread still runs), so an object only a local holds would look held outside
-    Python. Reading `f_locals` once, up front, names those holders.
+    a frame the thread still runs), so an object only a local holds looks held outside Python.
+    Before calling anything "held outside Python", the search reads the threads' `f_locals`
+    once. On Python 3.10-3.12 that leaves a snapshot dict on each frame until it returns, which
+    keeps the locals' values alive that long: the reason it is read only when needed.
     """
 
     frames: dict[int, str] = dataclasses.field(default_factory=dict)  # id(frame) -> "thread T in f"
-    locals: dict[int, tuple[object, str, str]] = dataclasses.field(default_factory=dict)  # id -> (frame, where, name)
+    chain: list[tuple[object, str]] = dataclasses.field(default_factory=list)  # frames whose locals count
+    locals: dict[int, tuple[str, str]] = dataclasses.field(default_factory=dict)  # id(value) -> (where, name)
+    snapshots: dict[int, str] = dataclasses.field(default_factory=dict)  # id(f_locals dict) -> where
+    kept: list[object] = dataclasses.field(default_factory=list)
+    read: bool = False
+
+    def read_locals(self) -> None:
+        if self.read:
+            return
+        self.read = True
+        for frame, where in self.chain:
+            snapshot = frame.f_locals  # type: ignore[attr-defined]
+            if isinstance(snapshot, dict):  # 3.10-3.12: a dict that now holds the values
+                self.snapshots[id(snapshot)] = where
+                self.kept.append(snapshot)
+            for name, value in list(snapshot.items()):
+                if id(value) not in self.locals and gc.is_tracked(value):
+                    self.locals[id(value)] = (where, name)
 
 
 def _thread_roots() -> _ThreadRoots:
-    """Frames of every running thread, except this search's own, and the objects their locals hold."""
+    """Frames of every running thread, except this search's own."""
     names = {t.ident: t.name for t in threading.enumerate()}
     me = threading.get_ident()
     roots = _ThreadRoots()
@@ -428,14 +448,30 @@ def _thread_roots() -> _ThreadRoots:
         while frame is not None:
             where = f"{names.get(ident, ident)} in {frame.f_code.co_name}"
             roots.frames[id(frame)] = where
-            if frame.f_code.co_name == "<module>":
-                frame = frame.f_back  # type: ignore[assignment]
-                continue  # its locals are the module's globals: the module is the root there
-            for name, value in list(frame.f_locals.items()):
-                if id(value) not in roots.locals and gc.is_tracked(value):
-                    roots.locals[id(value)] = (frame, where, name)
+            if frame.f_code.co_name != "<module>":  # a module frame's locals are the module's globals
+                roots.chain.append((frame, where))
             frame = frame.f_back  # type: ignore[assignment]
     return roots
+
+
+def _from_frame(path: Path, start: int, roots: _ThreadRoots) -> Path:
+    """Start a path a thread's local holds at that thread's frame, the edge named by the local."""
+    if start in roots.locals:
+        _, local = roots.locals[start]
+        acc = None if path.accumulation is None else path.accumulation + 1
+        return dataclasses.replace(
+            path, steps=(Step("frame"), *path.steps), edges=(f"local {local}", *path.edges), accumulation=acc
+        )
+    if start in roots.snapshots and path.edges and path.edges[0].startswith("['"):
+        # 3.10-3.12: the frame's f_locals snapshot dict, keyed by the locals' names.
+        acc = None if path.accumulation == 0 else path.accumulation
+        return dataclasses.replace(
+            path,
+            steps=(Step("frame"), *path.steps[1:]),
+            edges=(f"local {path.edges[0][2:-2]}", *path.edges[1:]),
+            accumulation=acc,
+        )
+    return path
 
 
 def _root_of(obj: object, threads: _ThreadRoots) -> tuple[str, str] | None:
@@ -446,7 +482,9 @@ def _root_of(obj: object, threads: _ThreadRoots) -> tuple[str, str] | None:
     if id(obj) in threads.frames:
         return "thread", threads.frames[id(obj)]
     if id(obj) in threads.locals:
-        return "thread", threads.locals[id(obj)][1]
+        return "thread", threads.locals[id(obj)][0]
+    if id(obj) in threads.snapshots:
+        return "thread", threads.snapshots[id(obj)]
     if _is_task(obj):
         return "task", "asyncio task"
     return None
