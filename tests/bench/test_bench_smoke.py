@@ -16,13 +16,14 @@ from types import ModuleType
 CALLS_MEASURED = ("leakwatch", "floor", "objgraph", "get_objects")
 
 
-def load_bench() -> ModuleType:
-    # tests/ has no __init__.py, so load the script by path whatever pytest's import mode.
-    path = Path(__file__).with_name("bench_sample.py")
-    spec = importlib.util.spec_from_file_location("bench_sample", path)
+def load_bench(name: str = "bench_sample") -> ModuleType:
+    """Load a benchmark script by path, whatever pytest's import mode; it is registered in
+    sys.modules first, where dataclasses look their module up."""
+    path = Path(__file__).with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_sample", module)
+    sys.modules.setdefault(name, module)
     spec.loader.exec_module(module)
     return module
 
@@ -73,12 +74,7 @@ def test_small_run_writes_all_figures(tmp_path: Path) -> None:
 
 
 def test_scrape_bench_small_storm_reports_size_and_bounds(tmp_path: Path) -> None:
-    path = Path(__file__).with_name("bench_scrape.py")
-    spec = importlib.util.spec_from_file_location("bench_scrape", path)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_scrape", bench)  # dataclasses look their module up there
-    spec.loader.exec_module(bench)
+    bench = load_bench("bench_scrape")
     out = tmp_path / "s.json"
 
     assert bench.main(["--types", "300", "--sites", "300", "--repeat", "3", "--wait", "30", "--json", str(out)]) == 0
@@ -92,12 +88,7 @@ def test_scrape_bench_small_storm_reports_size_and_bounds(tmp_path: Path) -> Non
 
 
 def test_graph_bench_small_heap_reports_both_tools(tmp_path: Path) -> None:
-    path = Path(__file__).with_name("bench_graph.py")
-    spec = importlib.util.spec_from_file_location("bench_graph", path)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_graph", bench)
-    spec.loader.exec_module(bench)
+    bench = load_bench("bench_graph")
     out = tmp_path / "g.json"
 
     assert bench.main(["--objects", "20000", "--repeat", "1", "--json", str(out)]) == 0
