@@ -121,29 +121,6 @@ class Graph:
     seconds: float
     complete: bool  # False when the depth or time budget cut the search short
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Graph:
-        paths = tuple(
-            Path(
-                root=p["root"],
-                root_name=p["root_name"],
-                steps=tuple(Step(s["type"], s.get("size")) for s in p["steps"]),
-                edges=tuple(p["edges"]),
-                accumulation=p.get("accumulation"),
-                count=int(p.get("count", 1)),
-            )
-            for p in d.get("paths", ())
-        )
-        return cls(
-            target=d["target"],
-            instances=int(d["instances"]),
-            sampled=int(d["sampled"]),
-            paths=paths,
-            passes=int(d.get("passes", 0)),
-            seconds=float(d.get("seconds", 0.0)),
-            complete=bool(d.get("complete", True)),
-        )
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "target": self.target,
@@ -198,13 +175,13 @@ def find_paths(
 ) -> Graph:
     """Retention paths for live instances of the type whose key (`module.QualName`) is `type_name`."""
     started = time.perf_counter()
+    # Ids of the search's own containers, which hold the sampled instances. Only containers
+    # alive for the whole search go in: a freed one's id could be reused by an application object.
     ours: set[int] = set()
     objs = gc.get_objects()
-    ours.add(id(objs))
     wanted = {tp for tp in set(map(type, objs)) if type_key(tp) == type_name}
     matches = list(compress(objs, map(wanted.__contains__, map(type, objs))))
     del objs
-    ours.add(id(matches))
     instances = len(matches)
     chosen = spread(matches, samples)
     del matches
@@ -693,15 +670,20 @@ FORMATS = ("json", "dot", "svg")
 SVG_TIMEOUT_SECONDS = 30.0
 
 
+def check_format(format: str) -> None:  # noqa: A002 - the public word
+    """Raise `LeakwatchError` unless `format` is one `render` draws."""
+    if format not in FORMATS:
+        raise LeakwatchError(f"format {format!r}: allowed: {', '.join(FORMATS)}")
+
+
 def render(graph: Graph, format: str) -> dict[str, Any] | str | bytes:  # noqa: A002 - the public word
     """The graph as a JSON-ready dict ("json"), DOT text ("dot") or SVG bytes ("svg")."""
+    check_format(format)
     if format == "json":
         return graph.to_dict()
     if format == "dot":
         return to_dot(graph)
-    if format == "svg":
-        return to_svg(to_dot(graph))
-    raise ValueError(f"format {format!r}: allowed: {', '.join(FORMATS)}")
+    return to_svg(to_dot(graph))
 
 
 def to_svg(dot_text: str, timeout: float = SVG_TIMEOUT_SECONDS) -> bytes:

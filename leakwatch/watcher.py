@@ -29,6 +29,7 @@ from leakwatch.model import Report, Suspect
 from leakwatch.sampler import Sampler
 
 if TYPE_CHECKING:  # imported when used: most processes never serve, and import time is the host's
+    from leakwatch import refgraph
     from leakwatch.exporters.prometheus import LeakwatchCollector
     from leakwatch.server import MetricsServer
 
@@ -272,13 +273,12 @@ class Watcher:
         from leakwatch import refgraph
 
         try:
-            data = self.graph(target, "json")
+            found = self._find_holders(target)
         except LeakwatchError as e:
             logger.warning("leakwatch: no graph for %r: %s", target[:80], e)
             return
         stem = os.path.join(directory, f"graph-{os.getpid()}-{_file_safe(target)}")
-        found = refgraph.Graph.from_dict(data)
-        for ext, text in ((".json", json.dumps(data, indent=2)), (".dot", refgraph.to_dot(found))):
+        for ext, text in ((".json", json.dumps(found.to_dict(), indent=2)), (".dot", refgraph.to_dot(found))):
             tmp = f"{stem}{ext}.tmp"
             with open(tmp, "w", encoding="utf-8") as f:
                 f.write(text)
@@ -453,17 +453,23 @@ class Watcher:
         look like a holder of everything."""
         from leakwatch import refgraph
 
-        if format not in refgraph.FORMATS:
-            raise LeakwatchError(f"format {format!r}: allowed: {', '.join(refgraph.FORMATS)}")
+        refgraph.check_format(format)
+        found = self._find_holders(target, samples=samples, max_depth=max_depth, budget_seconds=budget_seconds)
+        return refgraph.render(found, format)
+
+    def _find_holders(
+        self, target: Suspect | str, *, samples: int = 8, max_depth: int = 24, budget_seconds: float | None = None
+    ) -> refgraph.Graph:
+        from leakwatch import refgraph
+
         type_name = refgraph.target_type(target, self._report.suspects)
         budget = self.config.graph_budget if budget_seconds is None else budget_seconds
         if not self._tick_lock.acquire(timeout=budget):
             raise LeakwatchError("a sampling tick held leakwatch busy past the graph's time budget; try again")
         try:
-            found = refgraph.find_paths(type_name, samples=samples, max_depth=max_depth, budget_seconds=budget)
+            return refgraph.find_paths(type_name, samples=samples, max_depth=max_depth, budget_seconds=budget)
         finally:
             self._tick_lock.release()
-        return refgraph.render(found, format)
 
     # --- results --------------------------------------------------------------------------------
 
@@ -600,9 +606,15 @@ def graph(
     that names no type.
     """
     watcher = _default
-    if watcher is None:
-        watcher = Watcher(enabled=False, census=False, process=False, tracemalloc="off", log_suspects=False)
-    return watcher.graph(target, format, samples=samples, max_depth=max_depth, budget_seconds=budget_seconds)
+    if watcher is not None:
+        return watcher.graph(target, format, samples=samples, max_depth=max_depth, budget_seconds=budget_seconds)
+    from leakwatch import refgraph
+
+    refgraph.check_format(format)
+    found = refgraph.find_paths(
+        refgraph.target_type(target, ()), samples=samples, max_depth=max_depth, budget_seconds=budget_seconds
+    )
+    return refgraph.render(found, format)
 
 
 def wsgi_app(watcher: Watcher | None = None) -> Callable[..., Any]:
