@@ -120,6 +120,7 @@ class Graph:
     passes: int
     seconds: float
     complete: bool  # False when the depth or time budget cut the search short
+    released: int = 0  # samples the application let go of while the search ran
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -130,6 +131,7 @@ class Graph:
             "passes": self.passes,
             "seconds": self.seconds,
             "complete": self.complete,
+            "released": self.released,
         }
 
 
@@ -205,6 +207,7 @@ def find_paths(
         passes=search.passes + 1,
         seconds=time.perf_counter() - started,
         complete=search.complete,
+        released=search.released,
     )
 
 
@@ -237,6 +240,8 @@ class _Search:
         self.passes = 0
         self.complete = True
         self.roots = _ThreadRoots()
+        self.released = 0  # samples the application let go of while the search ran
+        self.baseline_id = 0
 
     def run(self) -> list[Path]:
         # No comprehension or generator in here may name an object searched: the compiler would
@@ -246,6 +251,12 @@ class _Search:
         parents: dict[int, dict[int, tuple[int, str] | None]] = {}  # target -> id -> (child id, edge)
         frontiers: dict[int, set[int]] = {}
         found: dict[int, tuple[str, str, int]] = {}  # target -> (root kind, root name, root id)
+        # Held only by `keep`, as everything walked is: the reference count of an object that
+        # only the search still holds.
+        baseline = _Baseline()
+        keep[id(baseline)] = baseline
+        self.baseline_id = id(baseline)
+        del baseline
         for t in self.targets:
             keep[id(t)] = t
             parents[id(t)] = {id(t): None}
@@ -280,6 +291,9 @@ class _Search:
             depth += 1
         paths = []
         for tid, (kind, name, start) in found.items():
+            if kind == "released":
+                self.released += 1
+                continue
             path = self._path(tid, kind, name, start, parents[tid], keep)
             paths.append(_from_frame(path, start, roots) if kind == "thread" else path)
         return paths
@@ -324,7 +338,7 @@ class _Search:
                     tree = parents[tid]
                     if cid in frontiers[tid] and rid not in tree:
                         if (rid, cid) not in edges:
-                            edges[(rid, cid)] = edge_name(ref, child)
+                            edges[(rid, cid)] = _named(ref, child)
                         tree[rid] = (cid, edges[(rid, cid)])
                         following[tid].add(rid)
                         keep[rid] = ref
@@ -338,6 +352,9 @@ class _Search:
             for oid in frontiers[tid]:
                 if oid in held:
                     continue
+                if self._released(keep, oid, is_target=oid == tid):
+                    found[tid] = ("released", "", oid)
+                    break
                 self.roots.read_locals()
                 if oid in self.roots.locals:
                     found[tid] = ("thread", self.roots.locals[oid][0], oid)
@@ -346,6 +363,13 @@ class _Search:
                     found[tid] = ("outside", "held outside Python", oid)
                 break
             frontiers[tid] = following[tid]
+
+    def _released(self, keep: Mapping[int, object], oid: int, *, is_target: bool) -> bool:
+        """True when only the search still holds the object: the application dropped it while
+        the search ran, so it is neither a leak nor held outside Python. A target is held once
+        more, by the list of samples."""
+        ours = sys.getrefcount(keep[self.baseline_id]) + (1 if is_target else 0)
+        return sys.getrefcount(keep[oid]) <= ours
 
     @staticmethod
     def _path(
@@ -370,6 +394,10 @@ class _Search:
 
 
 _GLOBALS = globals()
+
+
+class _Baseline:
+    """A private object the search holds the way it holds what it walks (see `_Search._released`)."""
 
 
 def _is_ours(obj: object) -> bool:
@@ -472,17 +500,29 @@ def _is_task(obj: object) -> bool:
     return asyncio is not None and isinstance(obj, asyncio.Task)
 
 
+def _named(parent: object, child: object) -> str:
+    """`edge_name`, or "?" when an odd object defeats it: one edge never costs the graph."""
+    try:
+        return edge_name(parent, child)
+    except Exception:
+        return "?"
+
+
 def edge_name(parent: object, child: object) -> str:
-    """How `parent` holds `child`, from the structures themselves; no user code is called."""
+    """How `parent` holds `child`, from the structures themselves; no user code is called.
+
+    The application keeps running while a graph is drawn, so containers are read through a
+    copy taken in one C call (the GIL is not released inside it), never iterated in place.
+    """
     if isinstance(parent, dict):
-        for key, value in dict.items(parent):
+        for key, value in dict.copy(parent).items():
             if value is child:
                 return f"[{safe_key(key)}]"
             if key is child:
                 return "(a key)"
         return "?"
     if isinstance(parent, (list, tuple, deque)):
-        for i, value in enumerate(list.__iter__(parent) if isinstance(parent, list) else iter(parent)):
+        for i, value in enumerate(list.copy(parent) if isinstance(parent, list) else tuple(parent)):
             if value is child:
                 return f"[{i}]"
         return "?"
@@ -549,7 +589,7 @@ def _slot_names(cls: type) -> Iterable[str]:
 
 def _frame_local(frame: types.FrameType, child: object) -> str:
     code = frame.f_code
-    for name, value in frame.f_locals.items():
+    for name, value in dict(frame.f_locals).items():
         if value is child:
             return f"local {name} in {code.co_name}"
     return f"frame of {code.co_name}"
@@ -611,7 +651,7 @@ def _attribute(namespace: object, value: object) -> str | None:
     """The name under which a `__dict__` holds `value`, if it is an identifier."""
     if not isinstance(namespace, dict):
         return None
-    for key, held in dict.items(namespace):
+    for key, held in dict.copy(namespace).items():
         if held is value and type(key) is str and key.isidentifier() and len(key) <= 64:
             return key
     return None
