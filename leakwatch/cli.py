@@ -90,13 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     graph = sub.add_parser(
         "graph",
         help="fetch who holds a leak from a running process's /api/graph",
-        description="Ask a process that runs leakwatch with graphs=true for the retention paths of a suspect "
-        "or a type, and print them or save them as JSON, DOT or SVG (the format follows the -o file's extension).",
+        description="Ask a process that runs leakwatch with graphs=true for the retention paths of a suspect, "
+        "a type or an allocation site, and print them or save them as JSON, DOT or SVG "
+        "(the format follows the -o file's extension).",
     )
     graph.add_argument("--url", required=True, help="the process's leakwatch server, e.g. http://127.0.0.1:9464")
     target = graph.add_mutually_exclusive_group(required=True)
     target.add_argument("--suspect", metavar="ID", help="a suspect id, as /api/suspects lists them")
     target.add_argument("--type", metavar="NAME", help="a type name, e.g. app.models.Session")
+    target.add_argument("--site", metavar="FILE:LINE", help="an allocation site, e.g. /srv/app/views.py:42 (while traced)")
     graph.add_argument("-o", "--output", metavar="FILE", help="write the graph there (.json, .dot or .svg); default: print paths")
     graph.add_argument("--samples", type=int, default=8, help="instances to trace (1-32, default 8)")
     graph.add_argument(
@@ -178,7 +180,7 @@ def fetch_graph(args: argparse.Namespace, out: TextIO) -> int:
     parsed = urllib.parse.urlparse(args.url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise CLIError(f"--url {args.url!r}: expected http://HOST:PORT")
-    query = {"suspect": args.suspect} if args.suspect else {"type": args.type}
+    query = {"suspect": args.suspect} if args.suspect else {"type": args.type} if args.type else {"site": args.site}
     query.update(format=fmt, samples=str(args.samples))
     url = args.url.rstrip("/") + "/api/graph?" + urllib.parse.urlencode(query)
     headers = {}

@@ -241,7 +241,14 @@ OPTIONS: tuple[Option, ...] = (
         "graph_on_suspect",
         False,
         "bool",
-        "Also draw a graph into graph_dir when a type suspect is first confirmed.",
+        "Also draw a graph into graph_dir when a type or site suspect is first confirmed (a site's while it is traced).",
+    ),
+    Option(
+        "graph_reprs",
+        False,
+        "bool",
+        "Show each graph step's repr(), scrubbed of secrets and cut to 120 characters; runs the application's "
+        "__repr__ methods, so off by default.",
     ),
 )
 OPTION_NAMES = tuple(o.name for o in OPTIONS)
@@ -282,6 +289,7 @@ class Config:
     graph_budget: float = 10.0
     graph_dir: str = ""
     graph_on_suspect: bool = False
+    graph_reprs: bool = False
 
     @classmethod
     def from_options(cls, env: Mapping[str, str] | None = None, **options: Any) -> Config:

@@ -58,11 +58,14 @@ def render_page(report: Report, config: Config, pid: int | None = None) -> str:
     )
 
 
+GRAPH_KINDS = ("type", "site")  # what a graph can follow; process memory no object holds
+
+
 def _row(s: Suspect, report: Report, config: Config) -> str:
     since = time.strftime("%H:%M:%S", time.localtime(s.since)) if s.since else ""
-    if s.kind == "type" and config.graphs:
+    if s.kind in GRAPH_KINDS and config.graphs:
         link = f'<a class="graph" href="api/graph?suspect={html.escape(s.id)}&amp;format=svg">graph</a>'
-    elif s.kind == "type":
+    elif s.kind in GRAPH_KINDS:
         link = '<span title="start leakwatch with graphs=true">graphs off</span>'
     else:
         link = ""

@@ -24,11 +24,13 @@ import dataclasses
 import gc
 import hashlib
 import re
+import reprlib
 import shutil
 import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 import types
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -38,6 +40,7 @@ from typing import Any
 from leakwatch.errors import LeakwatchError, MissingTool
 from leakwatch.model import Suspect
 from leakwatch.probes.census import type_key
+from leakwatch.probes.sites import site_key
 
 DEFAULT_SAMPLES = 8
 DEFAULT_MAX_DEPTH = 24
@@ -48,11 +51,21 @@ MAX_KEPT = 200_000
 SHOWN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-:/]{0,31}$")
 MAX_SHOWN_INT = 10**6
 CONTAINER_TYPES = (dict, list, set, frozenset, tuple, deque)
+FIXED_SIZE = frozenset({"tuple", "frozenset"})  # containers that cannot be where a leak piles up
 # Among roots at the same distance, the one that names the code best wins.
 ROOT_PRIORITY = {"module": 0, "class": 1, "task": 2, "thread": 3, "outside": 4}
 SUSPECT_ID = re.compile(r"^[0-9a-f]{12}$")
 TYPE_NAME = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_<>][\w<>]*)*$")
 MAX_TYPE_NAME = 300
+# A site as site suspects name it: `path:LINE`, then its callers, joined by " <- ".
+SITE = re.compile(r"^[^\x00-\x1f]+?:\d+( <- [^\x00-\x1f]+?:\d+)*$")
+MAX_SITE = 4096
+ALLOWED_TARGETS = "give a suspect id, a type name such as 'app.models.Session', or a site such as 'app/views.py:42'"
+# Objects a graph keeps to sample from, and how many gc objects' referents one step reads.
+MAX_MATCHES = 100_000
+REFERENT_CHUNK = 4096
+# Containers the collector untracks when all they hold is untracked (see `_Instances._open`).
+HIDING_TYPES = frozenset({tuple, dict})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +74,7 @@ class Step:
 
     type: str
     size: int | None = None
+    repr: str | None = None  # only when reprs were asked for: scrubbed and truncated
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +125,7 @@ class Path:
 
 @dataclasses.dataclass(frozen=True)
 class Graph:
-    """The retention paths found for one type."""
+    """The retention paths found for one type or site."""
 
     target: str
     instances: int
@@ -121,10 +135,12 @@ class Graph:
     seconds: float
     complete: bool  # False when the depth or time budget cut the search short
     released: int = 0  # samples the application let go of while the search ran
+    kind: str = "type"  # what `target` names: "type" or "site"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "target": self.target,
+            "kind": self.kind,
             "instances": self.instances,
             "sampled": self.sampled,
             "paths": [p.to_dict() for p in self.paths],
@@ -142,73 +158,220 @@ def _shape_of(edge: str) -> str:
     return edge
 
 
-def target_type(target: Suspect | str, suspects: Iterable[Suspect]) -> str:
-    """The type a graph target names: a type `Suspect`, the id of one of `suspects`, or a type
-    name. Raises `LeakwatchError` saying what is wrong otherwise."""
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """What a graph follows: live instances of a type (`kind="type"`, key `module.QualName`,
+    builtins bare) or the live objects allocated at a source line (`kind="site"`, key
+    `path/file.py:LINE` as site suspects name it; needs tracemalloc tracing)."""
+
+    kind: str
+    key: str
+
+
+def resolve_target(target: Suspect | str, suspects: Iterable[Suspect]) -> Target:
+    """The `Target` a graph request names: a type or site `Suspect`, the id of one of `suspects`,
+    a type name or a site. Raises `LeakwatchError` saying what is wrong otherwise."""
     if isinstance(target, str):
         if not target.strip():
-            raise LeakwatchError("a graph target is empty; give a suspect id or a type name such as 'app.models.Session'")
+            raise LeakwatchError(f"a graph target is empty; {ALLOWED_TARGETS}")
         suspect = next((s for s in suspects if s.id == target), None)
         if suspect is None:
             if SUSPECT_ID.match(target):
                 known = ", ".join(s.id for s in suspects) or "none"
                 raise LeakwatchError(f"no current suspect has id {target!r}; current: {known}")
-            if len(target) > MAX_TYPE_NAME or not TYPE_NAME.match(target):
-                raise LeakwatchError(f"{target[:80]!r} is neither a suspect id nor a type name such as 'app.models.Session'")
-            return target
+            if len(target) <= MAX_TYPE_NAME and TYPE_NAME.match(target):
+                return Target("type", target)
+            if len(target) <= MAX_SITE and SITE.match(target):
+                return Target("site", target)
+            raise LeakwatchError(f"{target[:80]!r} names no graph target; {ALLOWED_TARGETS}")
     elif isinstance(target, Suspect):
         suspect = target
     else:
-        raise LeakwatchError(f"a graph target is a Suspect, a suspect id or a type name, not {type(target).__name__}")
-    if suspect.kind != "type":
+        raise LeakwatchError(f"a graph target is a Suspect, a suspect id, a type name or a site, not {type(target).__name__}")
+    if suspect.kind not in ("type", "site"):
         raise LeakwatchError(
-            f"suspect {suspect.id} is a {suspect.kind} ({suspect.key[:80]}); graphs follow objects, "
-            "so give a type suspect or a type name"
+            f"suspect {suspect.id} is {suspect.kind} memory ({suspect.key[:80]}), which no Python object holds "
+            "(a C allocation, or memory the allocator keeps); graphs follow objects: give a type or site suspect"
         )
-    return suspect.key
+    return Target(suspect.kind, suspect.key)
 
 
 def find_paths(
-    type_name: str,
+    key: str,
     *,
+    kind: str = "type",
     samples: int = DEFAULT_SAMPLES,
     max_depth: int = DEFAULT_MAX_DEPTH,
     budget_seconds: float = DEFAULT_BUDGET_SECONDS,
+    reprs: bool = False,
 ) -> Graph:
-    """Retention paths for live instances of the type whose key (`module.QualName`) is `type_name`."""
+    """Retention paths for live instances of the type `key` (`module.QualName`; `kind="type"`)
+    or for live objects allocated at the site `key` (`path/file.py:LINE`; `kind="site"`).
+
+    Types the collector does not track (`bytes`, `str`, ...) and objects allocated at a site are
+    found among what tracked objects refer to, at the cost of one more heap walk. A site needs
+    tracemalloc tracing, and finds only objects allocated while it traced; `LeakwatchError`
+    when nothing traces. `reprs=True` adds each step's scrubbed, truncated `repr()`, which runs
+    the application's `__repr__` methods: off by default.
+    """
     started = time.perf_counter()
+    deadline = started + budget_seconds
     # Ids of the search's own containers, which hold the sampled instances. Only containers
     # alive for the whole search go in: a freed one's id could be reused by an application object.
     ours: set[int] = set()
-    objs = gc.get_objects()
-    wanted = {tp for tp in set(map(type, objs)) if type_key(tp) == type_name}
-    matches = list(compress(objs, map(wanted.__contains__, map(type, objs))))
-    del objs
-    instances = len(matches)
-    chosen = spread(matches, samples)
-    del matches
-    ours.add(id(chosen))
-    search = _Search(chosen, ours, max_depth, started + budget_seconds)
+    found = _Instances(kind, key, deadline)
+    chosen = spread(found.matches, samples)
+    via = {id(obj): found.via[id(obj)] for obj in chosen if id(obj) in found.via}
+    found.matches = []
+    found.via = {}
+    ours.update((id(chosen), id(via)))
+    search = _Search(chosen, ours, max_depth, deadline, reprs, via)
     try:
         paths = search.run()
     finally:
         search.targets = []
+        search.via = {}
         chosen = []
+        via = {}
     grouped: dict[str, Path] = {}
     for path in paths:
         seen = grouped.get(path.signature)
         grouped[path.signature] = path if seen is None else dataclasses.replace(seen, count=seen.count + 1)
     ordered = tuple(sorted(grouped.values(), key=lambda p: (-p.count, len(p.edges))))
     return Graph(
-        target=type_name,
-        instances=instances,
+        target=key,
+        instances=found.count,
         sampled=len(paths),
         paths=ordered,
-        passes=search.passes + 1,
+        passes=search.passes + found.passes,
         seconds=time.perf_counter() - started,
-        complete=search.complete,
+        complete=search.complete and found.complete,
         released=search.released,
+        kind=kind,
     )
+
+
+class _Instances:
+    """The live objects a target names, found with one walk of the gc list, plus one walk of what
+    those objects refer to when the target's objects are not gc-tracked (or may not be: a site).
+
+    Keeps at most `MAX_MATCHES` of them (`count` counts them all); the walk of referents goes
+    in chunks, so other threads get the GIL between them, and stops at the deadline.
+    """
+
+    def __init__(self, kind: str, key: str, deadline: float) -> None:
+        self.kind = kind
+        self.key = key
+        self.deadline = deadline
+        self.matches: list[object] = []
+        self.via: dict[int, object] = {}  # id(match) -> the untracked container that holds it
+        self.count = 0
+        self.passes = 1
+        self.complete = True
+        if kind == "site" and not tracemalloc.is_tracing():
+            raise LeakwatchError(
+                f"site {key[:80]!r}: objects are matched to a site by their allocation traceback, and tracemalloc "
+                "is not tracing now (its window has closed); graph_on_suspect draws a site's graph while its window "
+                "is open, or tracemalloc='always' keeps tracing"
+            )
+        objs = gc.get_objects()
+        try:
+            if kind == "type":
+                wanted = {tp for tp in set(map(type, objs)) if type_key(tp) == key}
+                self.matches = list(compress(objs, map(wanted.__contains__, map(type, objs))))
+                self.count = len(self.matches)
+                if self.matches:
+                    return
+            self._walk_referents(objs)
+        finally:
+            del objs
+
+    def _walk_referents(self, objs: list[object]) -> None:
+        self.passes += 1
+        self._kept: dict[int, object] = {}
+        self._tested: set[type] = set()  # types already compared with the key
+        self._wanted: set[type] = set()  # those that match it
+        self._sites: dict[tuple[Any, ...], bool] = {}  # raw traceback -> whether it is the key's site
+        for i in range(0, len(objs), REFERENT_CHUNK):
+            chunk = _without_modules(objs[i : i + REFERENT_CHUNK])
+            part = gc.get_referents(*chunk)
+            if self.kind == "site":
+                part.extend(chunk)  # tracked objects are allocated somewhere too
+            self._add(self._hits(part), None)
+            # The collector stops tracking a tuple or dict that holds only untracked objects, so
+            # `(key, payload)` pairs in a list hide their payloads one level down.
+            hidden = [obj for obj in compress(part, map(HIDING_TYPES.__contains__, map(type, part))) if not gc.is_tracked(obj)]
+            del chunk, part
+            if hidden:
+                self._open(hidden)
+            if time.perf_counter() > self.deadline:
+                self.complete = False
+                break
+        self.matches = list(self._kept.values())
+        self._kept = {}
+
+    def _hits(self, objs: list[object]) -> list[object]:
+        if self.kind == "type":
+            for tp in set(map(type, objs)) - self._tested:
+                self._tested.add(tp)
+                if type_key(tp) == self.key:
+                    self._wanted.add(tp)
+            return list(compress(objs, map(self._wanted.__contains__, map(type, objs)))) if self._wanted else []
+        return [obj for obj in compress(objs, map(_raw_traceback, objs)) if self._at_site(obj)]
+
+    def _open(self, hidden: list[object]) -> None:
+        """Matches inside untracked containers, each kept with its container (`via`)."""
+        hits = self._hits(gc.get_referents(*hidden))
+        if not hits:
+            return
+        ids = set(map(id, hits))
+        for container in hidden:
+            self._add([obj for obj in gc.get_referents(container) if id(obj) in ids], container)
+
+    def _add(self, hits: list[object], container: object) -> None:
+        for obj in hits:
+            if id(obj) in self._kept:
+                continue
+            self.count += 1
+            if len(self._kept) < MAX_MATCHES:
+                self._kept[id(obj)] = obj
+                if container is not None:
+                    self.via[id(obj)] = container
+
+    def _at_site(self, obj: object) -> bool:
+        raw = _raw_traceback(obj)
+        if raw is None:
+            return False
+        if raw not in self._sites:
+            tb = tracemalloc.get_object_traceback(obj)
+            self._sites[raw] = tb is not None and site_key(tb) == self.key
+        return self._sites[raw]
+
+
+def _referents(obj: object) -> list[object]:
+    """`gc.get_referents(obj)`, except that a module gives only its `__dict__`.
+
+    CPython 3.12 before 3.12.6 (and 3.13's betas) visit `_asyncio`'s free list of FutureIter
+    objects when traversing that module, so `gc.get_referents` hands out freed objects, and
+    dropping them frees them again: the gc list is corrupted and the next heap walk spins
+    forever (https://github.com/python/cpython/issues/122695). A module holds everything
+    Python-visible through its `__dict__`, which the collector tracks on its own.
+    """
+    if isinstance(obj, types.ModuleType):
+        namespace = _instance_dict(obj)
+        return [namespace] if namespace is not None else []
+    return gc.get_referents(obj)
+
+
+def _without_modules(objs: list[object]) -> list[object]:
+    """`objs` without modules, whose referents are not safe to take (see `_referents`)."""
+    modules = {tp for tp in set(map(type, objs)) if issubclass(tp, types.ModuleType)}
+    return [obj for obj in objs if type(obj) not in modules] if modules else objs
+
+
+# tracemalloc's C lookup without the Traceback wrapper (present 3.4-3.13); the public function
+# builds an object per call, and the walk asks of every object.
+_raw_traceback = getattr(tracemalloc, "_get_object_traceback", tracemalloc.get_object_traceback)
 
 
 def spread(items: list[object], n: int) -> list[object]:
@@ -232,8 +395,18 @@ class _Search:
     """Breadth-first searches from each sampled instance back to a root, sharing heap walks:
     each level asks for the referrers of every search's frontier at once."""
 
-    def __init__(self, targets: list[object], ours: set[int], max_depth: int, deadline: float) -> None:
+    def __init__(
+        self,
+        targets: list[object],
+        ours: set[int],
+        max_depth: int,
+        deadline: float,
+        reprs: bool = False,
+        via: dict[int, object] | None = None,
+    ) -> None:
         self.targets = targets
+        self.reprs = reprs
+        self.via = {} if via is None else via  # id(target) -> the untracked container holding it
         self.ours = ours
         self.max_depth = max_depth
         self.deadline = deadline
@@ -261,7 +434,15 @@ class _Search:
             keep[id(t)] = t
             parents[id(t)] = {id(t): None}
             frontiers[id(t)] = {id(t)}
-        t = None
+            container = self.via.get(id(t))
+            if container is not None:
+                # The collector cannot see an untracked container's referents, nor find it as
+                # a referrer: start the search at the container that holds the target.
+                keep[id(container)] = container
+                parents[id(t)][id(container)] = (id(t), _named(container, t))
+                frontiers[id(t)] = {id(container)}
+        t = container = None
+        self.via.clear()
         self.roots = roots
         self.ours.update(map(id, (roots, roots.frames, roots.chain, roots.locals, roots.snapshots, roots.kept)))
         self.ours.update(map(id, (keep, parents, frontiers, found, self.__dict__)))
@@ -329,7 +510,7 @@ class _Search:
             rid = id(ref)
             if rid in self.ours or _is_ours(ref):
                 continue
-            for child in gc.get_referents(ref):
+            for child in _referents(ref):
                 cid = id(child)
                 if cid not in live_ids:
                     continue
@@ -371,9 +552,8 @@ class _Search:
         ours = sys.getrefcount(keep[self.baseline_id]) + (1 if is_target else 0)
         return sys.getrefcount(keep[oid]) <= ours
 
-    @staticmethod
     def _path(
-        tid: int, kind: str, name: str, start: int, tree: Mapping[int, tuple[int, str] | None], keep: Mapping[int, object]
+        self, tid: int, kind: str, name: str, start: int, tree: Mapping[int, tuple[int, str] | None], keep: Mapping[int, object]
     ) -> Path:
         chain: list[object] = [keep[start]]
         edges: list[str] = []
@@ -384,10 +564,10 @@ class _Search:
             current, edge = link
             edges.append(edge)
             chain.append(keep[current])
-        steps, named = _collapse(chain, edges)
+        steps, named = _collapse(chain, edges, self.reprs)
         accumulation = None
         for i in range(len(steps) - 2, 0, -1):
-            if steps[i].size is not None:
+            if steps[i].size is not None and steps[i].type not in FIXED_SIZE:
                 accumulation = i
                 break
         return Path(root=kind, root_name=name, steps=steps, edges=tuple(named), accumulation=accumulation)
@@ -606,18 +786,51 @@ def safe_key(key: object) -> str:
     return f"<{type_key(type(key))}>"
 
 
+def scrubbed_repr(obj: object) -> str:
+    """`repr(obj)` for people, when they opt in: containers shown a few items deep, secrets
+    (long random-looking runs, values after names like password= or token:, e-mail addresses,
+    bearer tokens) replaced by <redacted>, at most `MAX_REPR` characters. It runs the object's
+    `__repr__`, application code: never called unless reprs are asked for."""
+    try:
+        text = _REPR.repr(obj)
+    except Exception as e:  # an application __repr__ that fails
+        return f"<repr failed: {type(e).__name__}>"
+    for pattern, replacement in SCRUB:
+        text = pattern.sub(replacement, text)
+    return text if len(text) <= MAX_REPR else text[: MAX_REPR - 3] + "..."
+
+
+MAX_REPR = 120
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple, _REPR.maxset = 2, 4, 4, 4, 4
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 60, 120, 40
+SCRUB = (
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 <redacted>"),
+    (
+        re.compile(
+            r"(?i)((?:pass(?:word|wd)?|pwd|secret|token|api[_-]?key|access[_-]?key|auth\w*|session\w*|cookie|credential\w*|"
+            r"private[_-]?key|signature)['\"]?\s*[=:]\s*['\"]?)[^\s'\",;&}]+"
+        ),
+        r"\1<redacted>",
+    ),
+    (re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"), "<email>"),
+    (re.compile(r"[A-Za-z0-9_+/=-]{12,}"), lambda m: "<redacted>" if _looks_random(m.group()) else m.group()),
+)
+
+
 def _looks_random(text: str) -> bool:
     """Long runs of mixed letters and digits (tokens, ids, hashes) are not shown."""
     return len(text) >= 12 and any(c.isdigit() for c in text) and any(c.isalpha() for c in text)
 
 
-def _collapse(chain: list[object], edges: list[str]) -> tuple[tuple[Step, ...], list[str]]:
-    """Name each step by its type only, and merge `obj -> __dict__ -> ['name']` into `obj -> .name`."""
+def _collapse(chain: list[object], edges: list[str], reprs: bool = False) -> tuple[tuple[Step, ...], list[str]]:
+    """Name each step by its type (and, when `reprs`, its scrubbed repr), and merge
+    `obj -> __dict__ -> ['name']` into `obj -> .name`."""
     steps: list[Step] = []
     out: list[str] = []
     i = 0
     while i < len(chain):
-        steps.append(Step(type_key(type(chain[i])), _size(chain[i])))
+        steps.append(Step(type_key(type(chain[i])), _size(chain[i]), scrubbed_repr(chain[i]) if reprs else None))
         if i < len(edges):
             name = _attribute(chain[i + 1], chain[i + 2]) if edges[i] == "__dict__" and i + 2 < len(chain) else None
             if name is not None:

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 PATHS = ("/metrics", "/api/suspects", "/api/graph")
 METHODS = ("GET", "HEAD")
 METRICS_PARAMS = ("name[]",)
-GRAPH_PARAMS = ("suspect", "type", "format", "samples", "depth")
+GRAPH_PARAMS = ("suspect", "type", "site", "format", "samples", "depth")
 # Bounds on what one graph request may ask for.
 GRAPH_SAMPLES = (1, 32)
 GRAPH_DEPTH = (1, 64)
@@ -158,8 +158,8 @@ class Endpoints:
             draw = getattr(source, "graph", None)
             if draw is None:
                 return _text("404 Not Found", "this report source draws no graphs\n")
-            type_name, format_, samples, depth = request
-            rendered = draw(type_name, format_, samples=samples, max_depth=depth)
+            target, format_, samples, depth = request
+            rendered = draw(target, format_, samples=samples, max_depth=depth)
         except LeakwatchError as e:
             return _text("503 Service Unavailable", f"{e}\n", (("Retry-After", "5"),))
         finally:
@@ -176,7 +176,7 @@ def _token_matches(header: str, token: str) -> bool:
 
 
 def _graph_request(params: Mapping[str, list[str]], report: Any) -> tuple[str, str, int, int]:
-    """(type name, format, samples, depth) from the query, or ValueError saying what is wrong."""
+    """(target, format, samples, depth) from the query, or ValueError saying what is wrong."""
     from leakwatch import refgraph
 
     def one(name: str, default: str) -> str:
@@ -185,21 +185,25 @@ def _graph_request(params: Mapping[str, list[str]], report: Any) -> tuple[str, s
             raise ValueError(f"give {name} once")
         return values[0]
 
-    suspect_id, type_name = one("suspect", ""), one("type", "")
-    if bool(suspect_id) == bool(type_name):
-        raise ValueError("give exactly one of suspect=<id> (see /api/suspects) or type=<module.QualName>")
-    if suspect_id and not refgraph.SUSPECT_ID.match(suspect_id):
-        raise ValueError(f"suspect={suspect_id[:40]!r} is not a suspect id (12 hex digits; see /api/suspects)")
+    given = {name: one(name, "") for name in ("suspect", "type", "site")}
+    given = {name: value for name, value in given.items() if value}
+    if len(given) != 1:
+        raise ValueError("give exactly one of suspect=<id> (see /api/suspects), type=<module.QualName> or site=<path.py:LINE>")
+    ((name, target),) = given.items()
+    if name == "suspect" and not refgraph.SUSPECT_ID.match(target):
+        raise ValueError(f"suspect={target[:40]!r} is not a suspect id (12 hex digits; see /api/suspects)")
     try:
-        type_name = refgraph.target_type(suspect_id or type_name, report.suspects)
+        wanted = refgraph.resolve_target(target, report.suspects)
     except LeakwatchError as e:
         raise ValueError(str(e)) from None
+    if name != "suspect" and wanted.kind != name:
+        raise ValueError(f"{name}={target[:80]!r} is not a {name} name; {refgraph.ALLOWED_TARGETS}")
     format_ = one("format", "json")
     if format_ not in refgraph.FORMATS:
         raise ValueError(f"format={format_[:20]!r}; allowed: {', '.join(refgraph.FORMATS)}")
     samples = _bounded(one("samples", str(refgraph.DEFAULT_SAMPLES)), "samples", GRAPH_SAMPLES)
     depth = _bounded(one("depth", str(refgraph.DEFAULT_MAX_DEPTH)), "depth", GRAPH_DEPTH)
-    return type_name, format_, samples, depth
+    return target, format_, samples, depth
 
 
 def _bounded(text: str, name: str, bounds: tuple[int, int]) -> int:

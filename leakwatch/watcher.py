@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import time
+import tracemalloc
 import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -261,8 +262,10 @@ class Watcher:
             type_suspects = [s.id for s in self._report.suspects if s.kind == "type"]
             targets.extend([wanted] if wanted else type_suspects)
         if self.config.graph_on_suspect:
+            # A site's objects are known by their allocation traceback: draw it while traced.
+            traced = tracemalloc.is_tracing()
             for s in self._report.suspects:
-                if s.kind == "type" and s.id not in self._graphed:
+                if s.id not in self._graphed and (s.kind == "type" or (s.kind == "site" and traced)):
                     self._graphed.add(s.id)
                     targets.append(s.id)
                     break  # at most one automatic graph a tick
@@ -447,27 +450,42 @@ class Watcher:
         samples: int = 8,
         max_depth: int = 24,
         budget_seconds: float | None = None,
+        reprs: bool | None = None,
     ) -> Any:
-        """Who holds `target` (a type suspect, one of this watcher's suspect ids, or a type name):
-        see `leakwatch.graph`. No census runs meanwhile: a census's list of every object would
-        look like a holder of everything."""
+        """Who holds `target` (a type or site suspect, one of this watcher's suspect ids, a type
+        name or a site): see `leakwatch.graph`. `budget_seconds` and `reprs` default to the
+        `graph_budget` and `graph_reprs` options. No census runs meanwhile: a census's list of
+        every object would look like a holder of everything."""
         from leakwatch import refgraph
 
         refgraph.check_format(format)
-        found = self._find_holders(target, samples=samples, max_depth=max_depth, budget_seconds=budget_seconds)
+        found = self._find_holders(target, samples=samples, max_depth=max_depth, budget_seconds=budget_seconds, reprs=reprs)
         return refgraph.render(found, format)
 
     def _find_holders(
-        self, target: Suspect | str, *, samples: int = 8, max_depth: int = 24, budget_seconds: float | None = None
+        self,
+        target: Suspect | str,
+        *,
+        samples: int = 8,
+        max_depth: int = 24,
+        budget_seconds: float | None = None,
+        reprs: bool | None = None,
     ) -> refgraph.Graph:
         from leakwatch import refgraph
 
-        type_name = refgraph.target_type(target, self._report.suspects)
+        wanted = refgraph.resolve_target(target, self._report.suspects)
         budget = self.config.graph_budget if budget_seconds is None else budget_seconds
         if not self._tick_lock.acquire(timeout=budget):
             raise LeakwatchError("a sampling tick held leakwatch busy past the graph's time budget; try again")
         try:
-            return refgraph.find_paths(type_name, samples=samples, max_depth=max_depth, budget_seconds=budget)
+            return refgraph.find_paths(
+                wanted.key,
+                kind=wanted.kind,
+                samples=samples,
+                max_depth=max_depth,
+                budget_seconds=budget,
+                reprs=self.config.graph_reprs if reprs is None else reprs,
+            )
         finally:
             self._tick_lock.release()
 
@@ -596,23 +614,27 @@ def graph(
     samples: int = 8,
     max_depth: int = 24,
     budget_seconds: float = 10.0,
+    reprs: bool | None = None,
 ) -> Any:
     """Who holds a leak: retention paths from roots to sampled live instances.
 
-    `target` is a type `Suspect`, a suspect id of the process-wide watcher, or a type name
-    (`module.QualName`, builtins bare). Returns a dict ("json"), DOT text ("dot") or SVG bytes
-    ("svg", needs Graphviz's `dot`). Runs on the caller's thread: a few walks of the heap (see
-    `leakwatch.refgraph`), with sampling paused meanwhile. Raises `LeakwatchError` for a target
-    that names no type.
+    `target` is a type or site `Suspect`, a suspect id of the process-wide watcher, a type name
+    (`module.QualName`, builtins bare) or a site (`path/file.py:LINE`, while tracemalloc
+    traces). Returns a dict ("json"), DOT text ("dot") or SVG bytes ("svg", needs Graphviz's
+    `dot`). Runs on the caller's thread: a few walks of the heap (see `leakwatch.refgraph`),
+    with sampling paused meanwhile. Raises `LeakwatchError` for a target that names nothing a
+    graph can follow. `reprs=True` (or the running watcher's `graph_reprs` option) adds scrubbed,
+    truncated reprs of the objects on each path, which runs their `__repr__`: off by default.
     """
     watcher = _default
     if watcher is not None:
-        return watcher.graph(target, format, samples=samples, max_depth=max_depth, budget_seconds=budget_seconds)
+        return watcher.graph(target, format, samples=samples, max_depth=max_depth, budget_seconds=budget_seconds, reprs=reprs)
     from leakwatch import refgraph
 
     refgraph.check_format(format)
+    wanted = refgraph.resolve_target(target, ())
     found = refgraph.find_paths(
-        refgraph.target_type(target, ()), samples=samples, max_depth=max_depth, budget_seconds=budget_seconds
+        wanted.key, kind=wanted.kind, samples=samples, max_depth=max_depth, budget_seconds=budget_seconds, reprs=bool(reprs)
     )
     return refgraph.render(found, format)
 

@@ -9,6 +9,7 @@ About 0.8 MB/s at ~400 requests/s.
 LEAKS: yes, ~2 KB of untracked bytes per request.
 
 EXPECT: site=LEAK-SITE
+HOLDER: module __main__ ._payloads -> list
 """
 
 from __future__ import annotations
