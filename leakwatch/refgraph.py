@@ -719,6 +719,8 @@ def edge_name(parent: object, child: object) -> str:
             return "__globals__"
         if parent.__defaults__ is child:
             return "__defaults__"
+        if parent.__kwdefaults__ is child:
+            return "__kwdefaults__"
         return "?"
     if isinstance(parent, types.MethodType):
         return "__self__" if parent.__self__ is child else "__func__"

@@ -42,6 +42,8 @@ _OWN_FILES = (
     "errors.py",
     "history.py",
     "model.py",
+    "page.py",
+    "refgraph.py",
     "sampler.py",
     "server.py",
     "testing.py",

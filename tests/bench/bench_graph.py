@@ -11,6 +11,10 @@ it. Then, for one leaked instance on that heap, measures:
 3. `objgraph.show_backrefs([obj], max_depth=4, output=...)`: its back-reference drawing
    (DOT only, so Graphviz's time is left out).
 
+Then 2,000 `bytes` payloads (which the collector does not track) leak into a module list,
+allocated while tracemalloc traces, and it measures `leakwatch.graph("bytes")` and the graph
+of their allocation site, next to `objgraph.find_backref_chain` for one payload.
+
 It prints wall times (median of `--repeat`) and ratios, the number of heap walks leakwatch
 made, and whether each tool's output contains the secret stored in every leaked instance.
 Exits 0 whatever the figures: a measurement, not a test.
@@ -26,6 +30,7 @@ import os
 import statistics
 import sys
 import time
+import tracemalloc
 import types
 from typing import Any
 
@@ -65,6 +70,13 @@ def build_heap(objects: int) -> tuple[list[Any], types.ModuleType]:
     return filler, app
 
 
+def make_payloads(n: int) -> list[bytes]:
+    return [os.urandom(64) for _ in range(n)]
+
+
+PAYLOAD_SITE = f"{make_payloads.__code__.co_filename}:{make_payloads.__code__.co_firstlineno + 1}"
+
+
 def timed(call: Any, repeat: int) -> tuple[float, Any]:
     runs, result = [], None
     for _ in range(repeat):
@@ -98,13 +110,36 @@ def measure(objects: int, repeat: int) -> dict[str, Any]:
         "secret_in_output": {"leakwatch": SECRET in json.dumps(graph), "objgraph_show_backrefs": SECRET in objgraph_dot},
     }
     held.clear()
-    del filler, chain
+    del chain
+    result["untracked"] = measure_untracked(app, repeat)
+    del filler
     del sys.modules["benchapp"]
     return result
 
 
+def measure_untracked(app: types.ModuleType, repeat: int) -> dict[str, Any]:
+    """Graphs of 2,000 leaked bytes payloads: by type, by allocation site, and objgraph's chain."""
+    tracemalloc.start(1)
+    try:
+        app.payloads = make_payloads(2000)
+        by_type_seconds, by_type = timed(lambda: leakwatch.graph("bytes"), repeat)
+        site_seconds, site = timed(lambda: leakwatch.graph(PAYLOAD_SITE), repeat)
+    finally:
+        tracemalloc.stop()
+    held = [app.payloads[0]]
+    chain_seconds, chain = timed(lambda: objgraph.find_backref_chain(held[0], objgraph.is_proper_module), repeat)
+    held.clear()
+    del app.payloads
+    return {
+        "bytes": {"seconds": by_type_seconds, "passes": by_type["passes"], "path": by_type["paths"][0]["text"]},
+        "site": {"seconds": site_seconds, "passes": site["passes"], "path": site["paths"][0]["text"]},
+        "objgraph_find_backref_chain": {"seconds": chain_seconds, "chain_length": len(chain)},
+    }
+
+
 def render(r: dict[str, Any]) -> str:
     lw, chain, show = r["leakwatch"], r["objgraph_find_backref_chain"], r["objgraph_show_backrefs"]
+    u = r["untracked"]
     return "\n".join(
         [
             f"heap: {r['heap_objects']:,} gc-tracked objects; 2,000 leaked Sessions, three containers below a module",
@@ -116,6 +151,11 @@ def render(r: dict[str, Any]) -> str:
             f"({r['ratios']['show_backrefs_over_leakwatch']:.1f}x leakwatch)",
             f"secret in output: leakwatch {r['secret_in_output']['leakwatch']}, "
             f"objgraph.show_backrefs {r['secret_in_output']['objgraph_show_backrefs']}",
+            "2,000 leaked bytes payloads in a module list (not gc-tracked), allocated while tracing:",
+            f"leakwatch.graph('bytes') (8)         {u['bytes']['seconds'] * 1000:9.1f} ms  {u['bytes']['passes']} heap walks",
+            f"  {u['bytes']['path']}",
+            f"leakwatch.graph(site) (8)            {u['site']['seconds'] * 1000:9.1f} ms  {u['site']['passes']} heap walks",
+            f"objgraph.find_backref_chain (1)      {u['objgraph_find_backref_chain']['seconds'] * 1000:9.1f} ms",
         ]
     )
 

@@ -99,3 +99,7 @@ def test_graph_bench_small_heap_reports_both_tools(tmp_path: Path) -> None:
     assert r["objgraph_find_backref_chain"]["chain_length"] >= 5
     assert r["secret_in_output"]["leakwatch"] is False
     assert all(v > 0 for v in r["ratios"].values())
+    untracked = r["untracked"]
+    assert untracked["bytes"]["path"].startswith("module benchapp .payloads -> list (len 2000)")
+    assert untracked["site"]["path"].startswith("module benchapp .payloads -> list (len 2000)")
+    assert untracked["objgraph_find_backref_chain"]["chain_length"] >= 3

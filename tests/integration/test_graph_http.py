@@ -81,8 +81,13 @@ def test_graph_names_the_holder_and_needs_the_token(served):
         ("", b"exactly one of suspect"),
         ("?suspect=nothex", b"not a suspect id"),
         ("?suspect=0123456789ab", b"no current suspect"),
-        ("?type=no%20spaces", b"neither a suspect id nor a type name"),
-        ("?type=" + "a" * 400, b"neither a suspect id nor a type name"),
+        ("?type=no%20spaces", b"names no graph target"),
+        ("?type=" + "a" * 400, b"names no graph target"),
+        ("?type=app/views.py:42", b"is not a type name"),
+        ("?site=app.models.Session", b"is not a site name"),
+        ("?site=views.py", b"is not a site name"),
+        ("?site=a%0Ab:1", b"names no graph target"),
+        ("?type=dict&site=views.py:4", b"exactly one of suspect"),
         ("?type=dict&samples=100000", b"from 1 to 32"),
         ("?type=dict&depth=0", b"from 1 to 64"),
         ("?type=dict&format=pdf", b"json, dot, svg"),
@@ -197,3 +202,32 @@ def test_graph_dir_takes_requests_and_draws_new_suspects(subprocess_env, tmp_pat
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def make_payloads(n: int) -> list[bytes]:
+    return [bytes(256) + i.to_bytes(4, "little") for i in range(n)]
+
+
+PAYLOAD_SITE = f"{make_payloads.__code__.co_filename}:{make_payloads.__code__.co_firstlineno + 1}"
+PAYLOADS: list[bytes] = []
+
+
+def test_a_site_graph_while_traced_and_a_clear_answer_when_not(served, subprocess_env):
+    # The served watcher does not trace: a site's objects cannot be told apart.
+    status, headers, body = get(f"{served}/api/graph?site={PAYLOAD_SITE}")
+    assert status == 503 and b"tracemalloc is not tracing" in body and "Retry-After" in headers
+    watcher = leakwatch.Watcher(interval=0.05, tracemalloc="always", port=0, graphs=True).start()
+    try:
+        PAYLOADS[:] = make_payloads(2000)
+        host, port = watcher.server_address
+        status, _, body = get(f"http://{host}:{port}/api/graph?site={PAYLOAD_SITE}", token=None)
+        assert status == 200, body
+        graph = json.loads(body)
+        assert graph["kind"] == "site" and graph["instances"] >= 2000
+        assert graph["paths"][0]["text"].startswith(f"module {__name__} .PAYLOADS -> list (len 2000)"), graph["paths"]
+        cli = [sys.executable, "-m", "leakwatch", "graph", "--url", f"http://{host}:{port}", "--site", PAYLOAD_SITE]
+        result = subprocess.run(cli, env=subprocess_env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and ".PAYLOADS -> list" in result.stdout, result.stderr
+    finally:
+        watcher.stop()
+        PAYLOADS.clear()
