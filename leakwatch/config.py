@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 ENV_PREFIX = "LEAKWATCH_"
 TRACEMALLOC_MODES = ("off", "auto", "always")
+PREFORK_MODES = ("auto", "master", "off")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -244,6 +245,30 @@ OPTIONS: tuple[Option, ...] = (
         "Also draw a graph into graph_dir when a type or site suspect is first confirmed (a site's while it is traced).",
     ),
     Option(
+        "prefork",
+        "auto",
+        "choice",
+        "Pre-forking servers: 'master' samples nothing in this process and serves (on port) the reports of the "
+        "workers it forks or spawns, each series labelled worker; 'auto' is 'master' when the command line is "
+        "gunicorn, or uvicorn with --workers; 'off' samples here.",
+        choices=PREFORK_MODES,
+    ),
+    Option(
+        "workers_dir",
+        "",
+        "str",
+        "Where workers publish their reports for one endpoint to serve: a master sets it for the workers it spawns; "
+        "set it yourself to gather processes no leakwatch master starts (uWSGI workers) and serve them with "
+        "'leakwatch serve'.",
+    ),
+    Option(
+        "freeze",
+        True,
+        "bool",
+        "In a pre-fork master, gc.freeze() before each fork: workers' censuses then skip the preloaded heap and "
+        "do not copy its memory pages.",
+    ),
+    Option(
         "graph_reprs",
         False,
         "bool",
@@ -289,6 +314,9 @@ class Config:
     graph_budget: float = 10.0
     graph_dir: str = ""
     graph_on_suspect: bool = False
+    prefork: str = "auto"
+    workers_dir: str = ""
+    freeze: bool = True
     graph_reprs: bool = False
 
     @classmethod

@@ -17,6 +17,7 @@ import hmac
 import io
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -111,7 +112,7 @@ class Endpoints:
                 return _text("503 Service Unavailable", "leakwatch is not started in this process\n")
             from leakwatch.page import render_page
 
-            page = render_page(source.report(), source.config)
+            page = render_page(_report_of(source), source.config)
             return Response("200 OK", (("Content-Type", "text/html; charset=utf-8"),), page.encode())
         if path == "/api/graph":
             return self._graph(params, headers)
@@ -119,7 +120,15 @@ class Endpoints:
             source = self._resolve()
             if source is None:
                 return _text("503 Service Unavailable", "leakwatch is not started in this process\n")
-            body = json.dumps(source.report().to_dict(), indent=2).encode() + b"\n"
+            if _is_master(source):
+                live = source.worker_reports()  # type: ignore[attr-defined]
+                data: dict[str, Any] = {
+                    "master": {"pid": os.getpid(), "samples": source.report().samples},
+                    "workers": [{"worker": w.slot, "pid": w.pid, **w.report.to_dict()} for w in live],
+                }
+            else:
+                data = source.report().to_dict()
+            body = json.dumps(data, indent=2).encode() + b"\n"
             return Response("200 OK", (("Content-Type", "application/json"),), body)
         try:
             encoder, content_type = choose_encoder(headers.get("accept", ""))
@@ -140,6 +149,12 @@ class Endpoints:
         if source is None:
             return _text("503 Service Unavailable", "leakwatch is not started in this process\n")
         config = source.config
+        if _is_master(source):
+            return _text(
+                "404 Not Found",
+                "this is a pre-fork master, which holds none of its workers' objects; graphs are drawn in the workers: "
+                "set graph_dir and put a graph-request file there\n",
+            )
         if not config.graphs:
             return _text(
                 "404 Not Found", "/api/graph is off; start leakwatch with graphs=true (LEAKWATCH_GRAPHS=1) to serve it\n"
@@ -168,6 +183,27 @@ class Endpoints:
         if isinstance(body, str):
             body = body.encode()
         return Response("200 OK", (("Content-Type", GRAPH_CONTENT_TYPES[format_]),), body)
+
+
+def _is_master(source: ReportSource) -> bool:
+    return getattr(source, "role", "single") == "master" and hasattr(source, "worker_reports")
+
+
+def _report_of(source: ReportSource) -> Any:
+    """The report a page shows: a master's is its workers' suspects together, each marked."""
+    if not _is_master(source):
+        return source.report()
+    live = source.worker_reports()  # type: ignore[attr-defined]
+    suspects = tuple(
+        dataclasses.replace(s, detail=f"worker {w.slot}" + (f"; {s.detail}" if s.detail else ""))
+        for w in live
+        for s in w.report.suspects
+    )
+    newest = max((w.report for w in live), key=lambda r: r.time, default=source.report())
+    trends = {sid: pts for w in live for sid, pts in w.report.trends.items()}
+    return dataclasses.replace(
+        newest, suspects=suspects, trends=trends, candidates=tuple(c for w in live for c in w.report.candidates)
+    )
 
 
 def _token_matches(header: str, token: str) -> bool:

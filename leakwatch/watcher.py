@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import gc
 import heapq
 import json
 import logging
@@ -21,7 +22,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from leakwatch import detector
+from leakwatch import detector, workers
 from leakwatch.config import Config
 from leakwatch.costs import CostMeter
 from leakwatch.errors import LeakwatchError
@@ -50,6 +51,7 @@ TREND_POINTS = 32
 TOP_KINDS = ("type", "site")
 # After a tracing window, wait this many window lengths before the next (at most 1/3 duty).
 TRACE_COOLDOWN = 2.0
+WORKERS_DIR_ENV = "LEAKWATCH_WORKERS_DIR"
 
 
 class Watcher:
@@ -105,19 +107,32 @@ class Watcher:
         self._collector: LeakwatchCollector | None = None
         self._server: MetricsServer | None = None
         self._graphed: set[str] = set()  # suspects already drawn into graph_dir
+        # Pre-forking servers (see leakwatch.workers): "master", "worker" or "single".
+        self.role = workers.role(self.config)
+        self._workers_dir = self.config.workers_dir
+        self._own_workers_dir = False  # made by this master, removed at its exit
+        self._slot: workers.Slot | None = None
+        self._serving_workers = False
         self._register_fork_hook()
 
     # --- lifecycle ------------------------------------------------------------------------------
 
     @property
     def running(self) -> bool:
+        if self.role == "master":
+            return self._serving_workers and self._pid == os.getpid()
         thread = self._thread
         return thread is not None and thread.is_alive() and self._pid == os.getpid()
 
     def start(self) -> Watcher:
-        """Start the background thread (idempotent). Returns self. A disabled watcher stays idle."""
+        """Start the background thread (idempotent). Returns self. A disabled watcher stays idle.
+
+        A pre-fork master (`role == "master"`) starts no thread: it serves its workers'
+        reports, and each process it forks starts sampling as a worker."""
         if not self.config.enabled or self.running:
             return self
+        if self.role == "master":
+            return self._start_master()
         self._stop_event = threading.Event()
         thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         try:
@@ -134,6 +149,33 @@ class Watcher:
                 self._open_trace_window(self._clock())
         return self
 
+    def _start_master(self) -> Watcher:
+        if self._server is not None or self._collector is not None:
+            return self
+        directory = self._workers_dir
+        if not directory or not workers.adopt_directory(directory):
+            directory = workers.make_directory()
+            self._own_workers_dir = True
+        self._workers_dir = directory
+        # Workers a master spawns (uvicorn --workers) rather than forks find it here.
+        os.environ[WORKERS_DIR_ENV] = directory
+        self._stop_event = threading.Event()
+        self._serving_workers = True
+        atexit.register(self._stop_at_exit)
+        self._start_exporting()
+        return self
+
+    @property
+    def workers_dir(self) -> str:
+        """The directory a pre-fork master's workers publish into ("" otherwise)."""
+        return self._workers_dir if self.role in ("master", "worker") else ""
+
+    def worker_reports(self) -> list[workers.WorkerReport]:
+        """A pre-fork master's live workers' latest reports, by slot ([] in other roles)."""
+        if self.role != "master" or not self._workers_dir:
+            return []
+        return workers.live_reports(self._workers_dir)
+
     def stop(self, timeout: float | None = 5.0) -> bool:
         """Stop sampling; idempotent. Waits at most `timeout` seconds; returns whether it stopped.
 
@@ -141,6 +183,7 @@ class Watcher:
         thread then closes its tracing window and writes the report file as it leaves.
         """
         self._stop_event.set()
+        self._serving_workers = False
         atexit.unregister(self._stop_at_exit)
         self._stop_exporting(timeout)
         thread = self._thread
@@ -156,13 +199,21 @@ class Watcher:
         return True
 
     def _finish(self) -> None:
-        """Close our tracing window and write the report file (once sampling has ended)."""
+        """Close our tracing window and write the report file (once sampling has ended); a
+        worker withdraws its report, a master removes the directory it made."""
+        if self.role == "master":
+            if self._own_workers_dir:
+                workers.remove_directory(self._workers_dir)
+            return
         if not self._tick_lock.acquire(timeout=5.0):
             return
         try:
             if self._sampler.sites is not None:
                 self._sampler.sites.stop_window()
             self._write_report_file()
+            if self._slot is not None:
+                self._slot.release()
+                self._slot = None
         finally:
             self._tick_lock.release()
 
@@ -184,7 +235,7 @@ class Watcher:
             except Exception as e:  # a registry that already has these names, or not a registry
                 logger.error("leakwatch: cannot register its metrics in the given registry: %s", e)
         port = self.config.port
-        if port is not None and self._server is None:
+        if port is not None and self._server is None and self.role != "worker":
             try:
                 from leakwatch.server import MetricsServer
 
@@ -226,11 +277,29 @@ class Watcher:
     def _run(self) -> None:
         stop = self._stop_event
         try:
+            if self.role == "worker":
+                self._claim_slot()
             while not stop.wait(self.config.interval):
                 self._tick_safely()
+                self._publish()
         finally:
             if stop.is_set():  # not a thread lost to fork
                 self._finish()
+
+    def _claim_slot(self) -> None:
+        try:
+            self._slot = workers.Slot.claim(self._workers_dir)
+        except OSError as e:
+            logger.error("leakwatch: cannot publish this worker's report in %s: %s; sampling goes on", self._workers_dir, e)
+
+    def _publish(self) -> None:
+        slot = self._slot
+        if slot is None:
+            return
+        try:
+            slot.publish(self._report)
+        except OSError as e:
+            logger.warning("leakwatch: cannot write this worker's report to %s: %s", slot.path, e)
 
     def _tick_safely(self) -> None:
         try:
@@ -299,6 +368,10 @@ class Watcher:
             _fork_hooks_registered = True
 
     def _before_fork(self) -> None:
+        if self.role == "master" and self.config.freeze and self.config.enabled:
+            # The preloaded heap goes to the permanent generation, which no census walks, so a
+            # worker's census does not touch (and copy) the pages it shares with the master.
+            gc.freeze()
         # Hold the tick lock across fork so no census is mid-flight: a child forked during
         # one would keep the list of every object alive forever.
         self._fork_locked = self._tick_lock.acquire(timeout=FORK_LOCK_TIMEOUT)
@@ -311,6 +384,15 @@ class Watcher:
     def _after_fork_in_child(self) -> None:
         # No logging or I/O here: another thread may have held the logging lock at fork.
         was_running = self._thread is not None and not self._stop_event.is_set()
+        if self.role == "master" and self._serving_workers:
+            # A worker of this master: it samples, and publishes where the master reads.
+            self.role = "worker"
+            self._own_workers_dir = False
+            self._serving_workers = False
+            was_running = True
+        if self._slot is not None:
+            self._slot.abandon()  # the parent's number stays the parent's
+            self._slot = None
         self._fork_locked = False
         self._tick_lock = threading.Lock()
         self._stop_event = threading.Event()

@@ -92,7 +92,11 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("leakwatch_history_series", "gauge", (), "Time series leakwatch's history keeps."),
     MetricSpec("leakwatch_interval_seconds", "gauge", (), "The configured time between samples."),
     MetricSpec("leakwatch_last_sample_timestamp_seconds", "gauge", (), "When the latest sample was taken (Unix time)."),
+    MetricSpec("leakwatch_workers", "gauge", (), "Live workers whose reports a pre-fork master serves (only from a master)."),
 )
+# Exposed only by a pre-fork master, and without the worker label its other series carry.
+MASTER_ONLY = frozenset({"leakwatch_workers"})
+WORKER_LABELS = ("worker",)
 _SPECS = {m.name: m for m in METRICS}
 
 
@@ -179,52 +183,65 @@ class LeakwatchCollector:
         source = self._source()
         if source is None:
             return
-        report = source.report()
         config = source.config
-        families = {spec.name: _family(spec) for spec in METRICS}
-
-        def add(name: str, labels: Sequence[str], value: float) -> None:
-            families[name].add_metric(list(labels), value)  # type: ignore[attr-defined]
-
-        from leakwatch import __version__
-
-        families["leakwatch_info"].add_metric([], {"version": __version__, "tracemalloc": config.tracemalloc})  # type: ignore[attr-defined]
-        _add_suspects(add, report, config.max_suspect_series)
-        for kind, count in _count_by_kind(report.candidates).items():
-            add("leakwatch_candidates", [kind], count)
-        for label, value in _by_label("type", report.top.get("type", ())).items():
-            add("leakwatch_census_objects", [label], value)
-        for label, value in _by_label("site", report.top.get("site", ())).items():
-            add("leakwatch_site_bytes", [label], value)
-        if report.samples:
-            add("leakwatch_census_types", [], report.types)
-            add("leakwatch_last_sample_timestamp_seconds", [], report.time)
-        process = report.process
-        if "py_blocks" in process:
-            add("leakwatch_python_allocated_blocks", [], process["py_blocks"])
-        if "uss" in process:
-            add("leakwatch_process_uss_bytes", [], process["uss"])
-        if report.memory_limit > 0:
-            add("leakwatch_memory_limit_bytes", [], report.memory_limit)
-        add("leakwatch_tracing_active", [], 1.0 if report.tracing in ("window", "external") else 0.0)
-        add("leakwatch_tracemalloc_overhead_bytes", [], process.get("trace_overhead", 0.0))
-        _add_costs(add, families["leakwatch_sample_duration_seconds"], report)
-        add("leakwatch_cpu_budget_ratio", [], config.cpu_budget)
-        add("leakwatch_own_memory_bytes", [], report.history_bytes)
-        add("leakwatch_history_series", [], report.series)
-        add("leakwatch_interval_seconds", [], config.interval)
+        worker_reports = getattr(source, "worker_reports", None)
+        if getattr(source, "role", "single") == "master" and worker_reports is not None:
+            # A pre-fork master: each live worker's report, its series labelled by its slot.
+            live = worker_reports()
+            families = {spec.name: _family(spec, WORKER_LABELS) for spec in METRICS}
+            families["leakwatch_workers"].add_metric([], len(live))  # type: ignore[attr-defined]
+            for w in live:
+                _add_report(families, w.report, config, (str(w.slot),))
+        else:
+            families = {spec.name: _family(spec) for spec in METRICS if spec.name not in MASTER_ONLY}
+            _add_report(families, source.report(), config, ())
         yield from families.values()
 
 
-def _family(spec: MetricSpec) -> Metric:
-    labels = list(spec.labels)
+def _add_report(families: dict[str, Metric], report: Report, config: Config, worker: tuple[str, ...]) -> None:
+    """Add one report's samples; `worker` is () or the worker label's value."""
+
+    def add(name: str, labels: Sequence[str], value: float) -> None:
+        families[name].add_metric([*worker, *labels], value)  # type: ignore[attr-defined]
+
+    from leakwatch import __version__
+
+    families["leakwatch_info"].add_metric(list(worker), {"version": __version__, "tracemalloc": config.tracemalloc})  # type: ignore[attr-defined]
+    _add_suspects(add, report, config.max_suspect_series)
+    for kind, count in _count_by_kind(report.candidates).items():
+        add("leakwatch_candidates", [kind], count)
+    for label, value in _by_label("type", report.top.get("type", ())).items():
+        add("leakwatch_census_objects", [label], value)
+    for label, value in _by_label("site", report.top.get("site", ())).items():
+        add("leakwatch_site_bytes", [label], value)
+    if report.samples:
+        add("leakwatch_census_types", [], report.types)
+        add("leakwatch_last_sample_timestamp_seconds", [], report.time)
+    process = report.process
+    if "py_blocks" in process:
+        add("leakwatch_python_allocated_blocks", [], process["py_blocks"])
+    if "uss" in process:
+        add("leakwatch_process_uss_bytes", [], process["uss"])
+    if report.memory_limit > 0:
+        add("leakwatch_memory_limit_bytes", [], report.memory_limit)
+    add("leakwatch_tracing_active", [], 1.0 if report.tracing in ("window", "external") else 0.0)
+    add("leakwatch_tracemalloc_overhead_bytes", [], process.get("trace_overhead", 0.0))
+    _add_costs(add, families["leakwatch_sample_duration_seconds"], report, worker)
+    add("leakwatch_cpu_budget_ratio", [], config.cpu_budget)
+    add("leakwatch_own_memory_bytes", [], report.history_bytes)
+    add("leakwatch_history_series", [], report.series)
+    add("leakwatch_interval_seconds", [], config.interval)
+
+
+def _family(spec: MetricSpec, worker: tuple[str, ...] = ()) -> Metric:
+    labels = [*worker, *spec.labels] if spec.name not in MASTER_ONLY else list(spec.labels)
     if spec.type == "gauge":
         return GaugeMetricFamily(spec.name, spec.help, labels=labels)
     if spec.type == "counter":
         return CounterMetricFamily(spec.name.removesuffix("_total"), spec.help, labels=labels)
     if spec.type == "histogram":
         return HistogramMetricFamily(spec.name, spec.help, labels=labels)
-    return InfoMetricFamily(spec.name.removesuffix("_info"), spec.help, labels=[])
+    return InfoMetricFamily(spec.name.removesuffix("_info"), spec.help, labels=list(worker))
 
 
 def _count_by_kind(idents: Sequence[str]) -> dict[str, int]:
@@ -264,7 +281,9 @@ def exported_suspects(suspects: Sequence[Suspect], cap: int) -> list[Suspect]:
     return chosen[:cap]
 
 
-def _add_costs(add: Callable[[str, Sequence[str], float], None], histogram: Metric, report: Report) -> None:
+def _add_costs(
+    add: Callable[[str, Sequence[str], float], None], histogram: Metric, report: Report, worker: tuple[str, ...] = ()
+) -> None:
     costs = report.costs
     add("leakwatch_ticks_total", [], report.samples)
     for probe, runs in sorted(costs.runs.items()):
@@ -272,5 +291,5 @@ def _add_costs(add: Callable[[str, Sequence[str], float], None], histogram: Metr
     for probe in sorted({*costs.runs, *report.errors, "watcher"}):
         add("leakwatch_errors_total", [probe], report.errors.get(probe, 0))
     for phase, h in sorted(costs.phases.items()):
-        histogram.add_metric([phase], h.cumulative(), h.total)  # type: ignore[attr-defined]
+        histogram.add_metric([*worker, phase], h.cumulative(), h.total)  # type: ignore[attr-defined]
     add("leakwatch_cpu_seconds_total", [], costs.cpu_seconds)

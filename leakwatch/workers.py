@@ -1,0 +1,234 @@
+"""Pre-forking servers: every worker samples itself and publishes its report into a directory
+the master shares with it; the master samples nothing and serves them all, each series
+labelled `worker="<slot>"`.
+
+A slot is a small number, not a pid: a worker takes the lowest free one by holding an
+exclusive `flock` on `slot-<n>.lock` for its life. The kernel drops the lock when the process
+ends, however it ends (a crash, SIGKILL, gunicorn's `max_requests` recycling), so the next
+worker reuses the number and the `worker` label never has more values than workers run at
+once. The master, reading the directory, takes a free lock as the sign of a dead worker and
+drops its report, so a dead worker's series go away at the next scrape.
+
+Reports are written whole to a temporary file and renamed into place, so a reader never sees
+half of one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import fcntl
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+
+from leakwatch.config import Config
+from leakwatch.model import Report
+
+logger = logging.getLogger(__name__)
+
+# More slots than any pre-forking server runs workers; a bound on the `worker` label.
+MAX_SLOTS = 256
+REPORT_FILE = re.compile(r"^worker-(\d+)\.json$")
+# Command lines of pre-forking masters that `prefork="auto"` recognises.
+MASTER_PROGRAMS = ("gunicorn",)
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerReport:
+    """One live worker's latest report, as the master reads it."""
+
+    slot: int
+    pid: int
+    report: Report
+
+
+def is_prefork_master(orig_argv: Sequence[str] = ()) -> bool:
+    """Whether this process's command line (`sys.orig_argv`: the interpreter's own, which is
+    whole even while `site` runs) is a pre-forking master that forks or spawns its workers in
+    Python: gunicorn (any worker class), or uvicorn with --workers."""
+    program, args = program_of(list(orig_argv or getattr(sys, "orig_argv", ()) or ()))
+    if program in MASTER_PROGRAMS:
+        return True
+    return program == "uvicorn" and any(a == "--workers" or a.startswith("--workers=") for a in args)
+
+
+def program_of(orig_argv: list[str]) -> tuple[str, list[str]]:
+    """(program, its arguments) from an interpreter command line: the module of `-m`, or the
+    script's name ("" for `-c` or none)."""
+    args = orig_argv[1:]
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "-m" and i + 1 < len(args):
+            return args[i + 1].split(".")[0], args[i + 2 :]
+        if arg.startswith("-m") and len(arg) > 2:
+            return arg[2:].split(".")[0], args[i + 1 :]
+        if arg == "-c" or arg.startswith("-c"):
+            return "", []
+        if arg in ("-X", "-W", "--check-hash-based-pycs"):
+            i += 2
+            continue
+        if arg.startswith("-") and arg != "-":
+            i += 1
+            continue
+        return os.path.basename(arg), args[i + 1 :]
+    return "", []
+
+
+def role(config: Config, orig_argv: Sequence[str] = ()) -> str:
+    """ "master" (serve the workers' reports, sample nothing), "worker" (sample and publish into
+    `workers_dir`) or "single" (sample and serve here), from the config and the command line."""
+    # The master test comes first: a gunicorn master re-executed by USR2 inherits the
+    # environment, workers_dir included, of the master before it.
+    if config.prefork == "master" or (config.prefork == "auto" and is_prefork_master(orig_argv)):
+        return "master"
+    if config.workers_dir:
+        return "worker"
+    return "single"
+
+
+def adopt_directory(directory: str) -> bool:
+    """Take `directory` over as this master's, unless another live master holds it (a new
+    gunicorn master re-executed by USR2 inherits its predecessor's environment)."""
+    marker = os.path.join(directory, "master.pid")
+    try:
+        with open(marker, encoding="utf-8") as f:
+            owner = int(f.read().strip() or 0)
+    except FileNotFoundError:
+        owner = 0
+    except (OSError, ValueError):
+        return False
+    if owner and owner != os.getpid() and _alive(owner):
+        return False
+    try:
+        with open(marker, "w", encoding="utf-8") as f:
+            f.write(str(os.getpid()))
+    except OSError:
+        return False
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def make_directory() -> str:
+    """A fresh private directory for a master's workers, marked as this process's."""
+    directory = tempfile.mkdtemp(prefix=f"leakwatch-workers-{os.getpid()}-")
+    adopt_directory(directory)
+    return directory
+
+
+def remove_directory(directory: str) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+class Slot:
+    """A worker's claim on one slot number in `directory`, and where it publishes its report."""
+
+    def __init__(self, directory: str, number: int, fd: int) -> None:
+        self.directory = directory
+        self.number = number
+        self._fd = fd
+        self.pid = os.getpid()
+
+    @classmethod
+    def claim(cls, directory: str, limit: int = MAX_SLOTS) -> Slot:
+        """Take the lowest free slot; `OSError` when the directory is unusable or all are taken."""
+        for number in range(limit):
+            fd = os.open(os.path.join(directory, f"slot-{number}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                os.close(fd)
+                if e.errno in (errno.EWOULDBLOCK, errno.EACCES):
+                    continue
+                raise
+            slot = cls(directory, number, fd)
+            # A report a dead worker left under this number is not ours.
+            _unlink(slot.path)
+            return slot
+        raise OSError(errno.ENOSPC, f"all {limit} worker slots in {directory} are taken")
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.directory, f"worker-{self.number}.json")
+
+    def publish(self, report: Report) -> None:
+        """Write the report where the master reads it (whole, by rename)."""
+        tmp = f"{self.path}.{self.pid}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"pid": self.pid, "report": report.to_dict()}, f)
+        os.replace(tmp, self.path)
+
+    def release(self) -> None:
+        """Withdraw the report and free the number (idempotent)."""
+        if self._fd < 0:
+            return
+        _unlink(self.path)
+        os.close(self._fd)
+        self._fd = -1
+
+    def abandon(self) -> None:
+        """In a forked child: forget the parent's claim without touching it (no I/O but a close)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = -1
+
+
+def live_reports(directory: str) -> list[WorkerReport]:
+    """The reports of the workers still alive, by slot; a dead worker's report is deleted."""
+    out = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    for name in names:
+        m = REPORT_FILE.match(name)
+        if not m:
+            continue
+        number = int(m.group(1))
+        if not _held(os.path.join(directory, f"slot-{number}.lock")):
+            _unlink(os.path.join(directory, name))
+            continue
+        try:
+            with open(os.path.join(directory, name), encoding="utf-8") as f:
+                data = json.load(f)
+            out.append(WorkerReport(number, int(data["pid"]), Report.from_dict(data["report"])))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            logger.debug("leakwatch: skipping worker report %s: %s", name, e)
+    return sorted(out, key=lambda w: w.slot)
+
+
+def _held(lock_path: str) -> bool:
+    """Whether a live process holds the lock (taking it for a moment when nobody does)."""
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the lock if this call took it
+    return False
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

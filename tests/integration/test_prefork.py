@@ -1,0 +1,179 @@
+"""Real gunicorn masters and workers on 127.0.0.1, with a leaking endpoint and a bounded load loop.
+
+The watcher runs in every worker and never in the master; the master's one endpoint shows each
+live worker once under a small `worker` label, which stays within the number of workers as
+`max_requests` recycles them, and a killed worker's series go away.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import psutil
+import pytest
+
+from tests.integration.conftest import ROOT, wait_for
+
+APPS = os.path.join(ROOT, "tests", "integration", "apps")
+LEAKING_TYPE = "leaky_wsgi.Session"
+SETTINGS = {
+    "LEAKWATCH_INTERVAL": "0.1",
+    "LEAKWATCH_WARMUP": "1",
+    "LEAKWATCH_WINDOW": "3",
+    "LEAKWATCH_TRACEMALLOC": "off",
+    "LEAKWATCH_LOG_SUSPECTS": "false",
+}
+MAX_REQUESTS = 3000  # the load loop's bound
+
+pytest.importorskip("gunicorn")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str, timeout: float = 10) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.read()
+
+
+class Served:
+    """A gunicorn master under test: its app's URL and leakwatch's URL."""
+
+    def __init__(self, proc: subprocess.Popen[str], app: str, metrics: str) -> None:
+        self.proc, self.app, self.metrics = proc, app, metrics
+
+    def workers(self) -> list[dict]:
+        return json.loads(get(f"{self.metrics}/api/suspects"))["workers"]
+
+    def drive(self, path: str, until: object = None, limit: int = MAX_REQUESTS) -> set[int]:
+        """Requests `path` from 4 threads until `until(pids)` holds or `limit` requests; the pids that answered."""
+        pids: set[int] = set()
+
+        def one(_: int) -> int:
+            return int(get(f"{self.app}{path}"))
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for start in range(0, limit, 100):
+                pids.update(pool.map(one, range(start, start + 100)))
+                if until is not None and until(pids):
+                    break
+        return pids
+
+
+@pytest.fixture
+def gunicorn(subprocess_env, tmp_path) -> Iterator:
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str, zero_code: bool = True, **env: str) -> Served:
+        app_port, metrics_port = free_port(), free_port()
+        full_env = {**subprocess_env, **SETTINGS, "LEAKWATCH_PORT": str(metrics_port), **env}
+        full_env["PYTHONPATH"] = os.pathsep.join((APPS, full_env["PYTHONPATH"]))
+        command = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{app_port}", "--worker-tmp-dir", str(tmp_path), *args]
+        if zero_code:
+            command = [sys.executable, "-m", "leakwatch", "run", "--quiet", "--", *command]
+        proc = subprocess.Popen(command, env=full_env, cwd=APPS, stderr=subprocess.PIPE, text=True)
+        started.append(proc)
+        served = Served(proc, f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{metrics_port}")
+        wait_for(lambda: _answers(served), timeout=30, step=0.1)
+        return served
+
+    yield start
+    for proc in started:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, stderr = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, stderr = proc.communicate()
+        assert "Traceback" not in stderr, stderr[-3000:]
+
+
+def _answers(served: Served) -> bool:
+    try:
+        get(f"{served.app}/pid", timeout=2)
+        return len(served.workers()) >= 1
+    except (OSError, urllib.error.URLError, ValueError):
+        return False
+
+
+def suspects_by_pid(served: Served) -> dict[int, set[str]]:
+    return {w["pid"]: {s["key"] for s in w["suspects"] if s["kind"] == "type"} for w in served.workers()}
+
+
+def worker_labels(served: Served, metric: str = "leakwatch_ticks_total") -> list[str]:
+    text = get(f"{served.metrics}/metrics").decode()
+    return [line.split('worker="', 1)[1].split('"', 1)[0] for line in text.splitlines() if line.startswith(metric + "{")]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(("-w", "2", "--preload"), id="sync-preload"),
+        pytest.param(("-w", "2", "-k", "gthread", "--threads", "2"), id="gthread"),
+    ],
+)
+def test_the_leak_is_flagged_in_the_workers_that_served_it(gunicorn, args):
+    served = gunicorn(*args, "leaky_wsgi:app")
+    leaked = served.drive("/leak", until=lambda pids: len(pids) == 2)
+    assert len(leaked) == 2, "the load loop reached only one worker"
+
+    def flagged() -> dict[int, set[str]]:
+        served.drive("/leak", limit=200)
+        found = suspects_by_pid(served)
+        return found if all(LEAKING_TYPE in found.get(pid, ()) for pid in leaked) else {}
+
+    wait_for(flagged, timeout=60, step=0.5)
+    assert sorted(worker_labels(served)) == ["0", "1"]  # each slot once
+    assert 'leakwatch_suspect_objects{id="' in get(f"{served.metrics}/metrics").decode()
+    # The master samples nothing; every report comes from one of its workers.
+    report = json.loads(get(f"{served.metrics}/api/suspects"))
+    assert report["master"]["samples"] == 0
+    assert {psutil.Process(w["pid"]).ppid() for w in report["workers"]} == {report["master"]["pid"]}
+
+
+def test_the_config_module_without_leakwatch_run(gunicorn):
+    served = gunicorn("-w", "2", "-c", "python:leakwatch.gunicorn", "leaky_wsgi:app", zero_code=False)
+    leaked = served.drive("/leak", until=lambda pids: len(pids) == 2)
+    wait_for(
+        lambda: served.drive("/leak", limit=100) and all(LEAKING_TYPE in suspects_by_pid(served).get(p, ()) for p in leaked),
+        60,
+        0.5,
+    )
+    assert sorted(worker_labels(served)) == ["0", "1"]
+
+
+def test_recycled_workers_keep_the_worker_label_bounded(gunicorn):
+    served = gunicorn("-w", "2", "--max-requests", "40", "leaky_wsgi:app")
+    seen_pids: set[int] = set()
+    seen_labels: set[str] = set()
+    for _ in range(8):
+        seen_pids |= served.drive("/ok", limit=100)
+        seen_labels |= set(worker_labels(served))
+    assert len(seen_pids) >= 6, "max_requests did not recycle workers"
+    assert seen_labels <= {"0", "1"}, seen_labels
+    live = wait_for(lambda: (w := served.workers()) and len(w) <= 2 and w, timeout=30, step=0.2)
+    assert {w["worker"] for w in live} <= {0, 1}
+
+
+def test_a_killed_workers_series_go_away(gunicorn):
+    served = gunicorn("-w", "2", "leaky_wsgi:app")
+    wait_for(lambda: len(served.workers()) == 2, timeout=30, step=0.1)
+    victim = served.workers()[0]
+    os.kill(victim["pid"], signal.SIGKILL)
+    # gunicorn forks a replacement, which takes the freed slot under a new pid.
+    wait_for(lambda: victim["pid"] not in {w["pid"] for w in served.workers()}, timeout=30, step=0.1)
+    after = wait_for(lambda: (w := served.workers()) and len(w) == 2 and w, timeout=30, step=0.1)
+    assert sorted(w["worker"] for w in after) == [0, 1]
+    assert len(worker_labels(served)) == 2
