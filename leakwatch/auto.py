@@ -14,7 +14,10 @@ def start_from_env() -> None:
     """Start the watcher configured only by the environment; log, never raise, on failure."""
     try:
         from leakwatch.watcher import start
+        from leakwatch.workers import is_helper_process
 
+        if is_helper_process():
+            return
         start()
     except Exception:
         logger.warning("leakwatch: could not start from the environment; the program runs on without it", exc_info=True)

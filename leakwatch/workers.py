@@ -37,6 +37,8 @@ MAX_SLOTS = 256
 REPORT_FILE = re.compile(r"^worker-(\d+)\.json$")
 # Command lines of pre-forking masters that `prefork="auto"` recognises.
 MASTER_PROGRAMS = ("gunicorn",)
+# How multiprocessing starts its helper processes (`python -c "<this>..."`).
+HELPER_CODE = ("from multiprocessing.resource_tracker import", "from multiprocessing.forkserver import")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +58,13 @@ def is_prefork_master(orig_argv: Sequence[str] = ()) -> bool:
     if program in MASTER_PROGRAMS:
         return True
     return program == "uvicorn" and any(a == "--workers" or a.startswith("--workers=") for a in args)
+
+
+def is_helper_process(orig_argv: Sequence[str] = ()) -> bool:
+    """Whether this is one of multiprocessing's own helpers (its resource tracker or fork
+    server), which run none of the application's code: leakwatch stays out of them."""
+    argv = list(orig_argv or getattr(sys, "orig_argv", ()) or ())
+    return "-c" in argv[:-1] and argv[argv.index("-c") + 1].startswith(HELPER_CODE)
 
 
 def program_of(orig_argv: list[str]) -> tuple[str, list[str]]:

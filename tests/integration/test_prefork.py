@@ -74,16 +74,21 @@ class Served:
 
 @pytest.fixture
 def gunicorn(subprocess_env, tmp_path) -> Iterator:
+    """Starts a pre-forking server (gunicorn by default) on free ports, stops it at the end."""
     started: list[subprocess.Popen[str]] = []
 
-    def start(*args: str, zero_code: bool = True, **env: str) -> Served:
+    def start(*args: str, zero_code: bool = True, program: str = "gunicorn") -> Served:
         app_port, metrics_port = free_port(), free_port()
-        full_env = {**subprocess_env, **SETTINGS, "LEAKWATCH_PORT": str(metrics_port), **env}
-        full_env["PYTHONPATH"] = os.pathsep.join((APPS, full_env["PYTHONPATH"]))
-        command = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{app_port}", "--worker-tmp-dir", str(tmp_path), *args]
+        env = {**subprocess_env, **SETTINGS, "LEAKWATCH_PORT": str(metrics_port)}
+        env["PYTHONPATH"] = os.pathsep.join((APPS, env["PYTHONPATH"]))
+        if program == "gunicorn":
+            bind = ["-b", f"127.0.0.1:{app_port}", "--worker-tmp-dir", str(tmp_path)]
+        else:
+            bind = ["--host", "127.0.0.1", "--port", str(app_port)]
+        command = [sys.executable, "-m", program, *bind, *args]
         if zero_code:
             command = [sys.executable, "-m", "leakwatch", "run", "--quiet", "--", *command]
-        proc = subprocess.Popen(command, env=full_env, cwd=APPS, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(command, env=env, cwd=APPS, stderr=subprocess.PIPE, text=True)
         started.append(proc)
         served = Served(proc, f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{metrics_port}")
         wait_for(lambda: _answers(served), timeout=30, step=0.1)
@@ -141,6 +146,28 @@ def test_the_leak_is_flagged_in_the_workers_that_served_it(gunicorn, args):
     report = json.loads(get(f"{served.metrics}/api/suspects"))
     assert report["master"]["samples"] == 0
     assert {psutil.Process(w["pid"]).ppid() for w in report["workers"]} == {report["master"]["pid"]}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(("gunicorn", "-w", "2", "-k", "uvicorn.workers.UvicornWorker"), id="gunicorn-uvicorn-workers"),
+        pytest.param(("uvicorn", "--workers", "2"), id="uvicorn-workers-spawned"),
+    ],
+)
+def test_asgi_workers(gunicorn, command):
+    pytest.importorskip("uvicorn")
+    served = gunicorn(*command[1:], "leaky_asgi:app", program=command[0])
+    leaked = served.drive("/leak", until=lambda pids: len(pids) == 2)
+    assert len(leaked) == 2, "the load loop reached only one worker"
+
+    def flagged() -> bool:
+        served.drive("/leak", limit=200)
+        found = suspects_by_pid(served)
+        return all("leaky_asgi.Session" in found.get(pid, ()) for pid in leaked)
+
+    wait_for(flagged, timeout=60, step=0.5)
+    assert sorted(worker_labels(served)) == ["0", "1"]
 
 
 def test_the_config_module_without_leakwatch_run(gunicorn):

@@ -1,0 +1,130 @@
+"""Worker slots and the shared report directory, with real locks and real files."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from leakwatch import workers
+from leakwatch.config import Config
+from leakwatch.exporters.prometheus import LeakwatchCollector
+from leakwatch.model import Report, Suspect
+from leakwatch.workers import Slot, live_reports, program_of
+
+
+def report(samples: int, *keys: str) -> Report:
+    suspects = tuple(
+        Suspect(kind="type", key=k, unit="objects", current=10, growth_per_second=1, since=0, confidence=0.99) for k in keys
+    )
+    return Report(time=1.0, samples=samples, suspects=suspects)
+
+
+def test_slots_are_the_lowest_free_numbers_and_come_back_when_released(tmp_path):
+    a, b = Slot.claim(str(tmp_path)), Slot.claim(str(tmp_path))
+    assert (a.number, b.number) == (0, 1)
+    a.release()
+    c = Slot.claim(str(tmp_path))
+    assert c.number == 0
+    with pytest.raises(OSError, match="all 2 worker slots"):
+        Slot.claim(str(tmp_path), limit=2)
+    b.release()
+    c.release()
+    c.release()  # idempotent
+
+
+def test_live_reports_drop_a_dead_workers_file(tmp_path):
+    live = Slot.claim(str(tmp_path))
+    live.publish(report(5, "app.Session"))
+    # A worker that died: its report is there, nobody holds its lock.
+    (tmp_path / "slot-7.lock").write_text("")
+    (tmp_path / "worker-7.json").write_text(json.dumps({"pid": 1, "report": report(3).to_dict()}))
+    (tmp_path / "worker-8.json").write_text("{not json")  # no lock file either
+    (found,) = live_reports(str(tmp_path))
+    assert (found.slot, found.pid, found.report.samples) == (0, os.getpid(), 5)
+    assert found.report.suspects[0].key == "app.Session"
+    assert not (tmp_path / "worker-7.json").exists() and not (tmp_path / "worker-8.json").exists()
+    live.release()
+    assert live_reports(str(tmp_path)) == [] and not (tmp_path / "worker-0.json").exists()
+
+
+def test_a_new_claim_withdraws_what_the_slots_last_holder_left(tmp_path):
+    (tmp_path / "worker-0.json").write_text(json.dumps({"pid": 1, "report": report(9).to_dict()}))
+    slot = Slot.claim(str(tmp_path))
+    assert live_reports(str(tmp_path)) == []  # not the dead worker's report under our number
+    slot.release()
+
+
+@pytest.mark.parametrize(
+    ("argv", "program"),
+    [
+        (["python", "-m", "gunicorn", "-w", "2", "app:app"], ("gunicorn", ["-w", "2", "app:app"])),
+        (["python", "/venv/bin/gunicorn", "app:app"], ("gunicorn", ["app:app"])),
+        (["python", "-X", "dev", "-mgunicorn.app.wsgiapp", "x"], ("gunicorn", ["x"])),
+        (["python", "-c", "pass"], ("", [])),
+        (["python"], ("", [])),
+    ],
+)
+def test_program_of_a_command_line(argv, program):
+    assert program_of(argv) == program
+
+
+def test_roles():
+    env: dict[str, str] = {}
+    assert workers.role(Config.from_options(env=env), ["python", "/bin/gunicorn", "app:app"]) == "master"
+    assert workers.role(Config.from_options(env=env), ["python", "-m", "uvicorn", "--workers", "2", "a:b"]) == "master"
+    assert workers.role(Config.from_options(env=env), ["python", "-m", "uvicorn", "a:b"]) == "single"
+    assert workers.role(Config.from_options(env=env, prefork="off"), ["python", "/bin/gunicorn"]) == "single"
+    assert workers.role(Config.from_options(env=env, prefork="master"), ["python", "app.py"]) == "master"
+    spawned = Config.from_options(env={"LEAKWATCH_WORKERS_DIR": "/tmp/x"})
+    assert workers.role(spawned, ["python", "-c", "from multiprocessing.spawn import spawn_main"]) == "worker"
+    # A master re-executed with its predecessor's environment is a master still.
+    assert workers.role(spawned, ["python", "/bin/gunicorn"]) == "master"
+
+
+def test_a_directory_another_live_master_holds_is_not_adopted(tmp_path):
+    (tmp_path / "master.pid").write_text(str(os.getppid()))
+    assert not workers.adopt_directory(str(tmp_path))
+    (tmp_path / "master.pid").write_text("999999999")  # no such process
+    assert workers.adopt_directory(str(tmp_path))
+    assert (tmp_path / "master.pid").read_text() == str(os.getpid())
+
+
+class Master:
+    """A report source as a pre-fork master is one: the collector and server ask it for its workers."""
+
+    role = "master"
+
+    def __init__(self, directory: str) -> None:
+        self.config = Config.from_options(env={})
+        self.directory = directory
+
+    def report(self) -> Report:
+        return Report()
+
+    def worker_reports(self) -> list[workers.WorkerReport]:
+        return live_reports(self.directory)
+
+
+def test_the_collector_labels_each_live_workers_series(tmp_path):
+    first, second = Slot.claim(str(tmp_path)), Slot.claim(str(tmp_path))
+    first.publish(report(4, "app.Session"))
+    second.publish(report(6))
+    families = {f.name: f for f in LeakwatchCollector(Master(str(tmp_path))).collect()}
+    assert [s.value for s in families["leakwatch_workers"].samples] == [2]
+    ticks = {s.labels["worker"]: s.value for s in families["leakwatch_ticks"].samples if s.name == "leakwatch_ticks_total"}
+    assert ticks == {"0": 4, "1": 6}
+    (suspect,) = families["leakwatch_suspect_objects"].samples
+    assert suspect.labels == {"worker": "0", "kind": "type", "key": "app.Session", "id": suspect.labels["id"]}
+    first.release()
+    families = {f.name: f for f in LeakwatchCollector(Master(str(tmp_path))).collect()}
+    assert {s.labels["worker"] for s in families["leakwatch_ticks"].samples} == {"1"}
+    second.release()
+
+
+def test_multiprocessing_helpers_are_left_alone():
+    assert workers.is_helper_process(["python", "-B", "-c", "from multiprocessing.resource_tracker import main;main(7)"])
+    assert workers.is_helper_process(["python", "-c", "from multiprocessing.forkserver import main; main(3)"])
+    assert not workers.is_helper_process(["python", "-c", "from multiprocessing.spawn import spawn_main; spawn_main()"])
+    assert not workers.is_helper_process(["python", "app.py", "-c"])
