@@ -294,3 +294,69 @@ def test_fork_in_the_middle_of_a_census_pins_nothing_in_the_child(python, subpro
     """
     result = run_child(python, code, subprocess_env, timeout=120)
     assert result.stdout.split() == ["failures", "0"], result.stderr
+
+
+EXIT_CASES = {
+    "plain": "w = leakwatch.start(interval=0.01, warmup=0, window=1, trace_window=0.2)",
+    "serving": "w = leakwatch.start(interval=0.01, warmup=0, window=1, trace_window=0.2, port=0, graphs=True)",
+    # A handler on stderr, as an app's logging would be, with suspects logged while it exits.
+    "logging": "import logging, sys; logging.basicConfig(stream=sys.stderr, level=logging.CRITICAL)\n"
+    "w = leakwatch.start(interval=0.01, warmup=0, window=0.5, trace_window=0.2)",
+    "leaking": "w = leakwatch.start(interval=0.01, warmup=0, window=0.5, trace_window=0.2, tracemalloc='always')\n"
+    "kept = [[object()] for _ in range(200_000)]",
+    # Stopped, then started again by an atexit hook while the interpreter shuts down.
+    "started_at_exit": "import atexit; w = leakwatch.start(interval=0.01, warmup=0, window=1); leakwatch.stop()\n"
+    "atexit.register(lambda: leakwatch.start(interval=0.01, warmup=0, window=1))",
+}
+
+
+def test_200_start_and_exit_cycles_under_dev_mode_are_silent(python, subprocess_env):
+    # -X dev turns on ResourceWarning and asyncio/threading debug checks; each program exits
+    # at a different moment of a tick (the sleep varies), with the watcher still running.
+    def one(i: int) -> tuple[str, int, str]:
+        case = list(EXIT_CASES)[i % len(EXIT_CASES)]
+        code = f"import time, leakwatch\n{EXIT_CASES[case]}\ntime.sleep({(i % 13) * 0.003})\n"
+        result = subprocess.run([python, "-X", "dev", "-c", code], env=subprocess_env, capture_output=True, text=True, timeout=60)
+        return case, result.returncode, result.stderr
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(one, range(200)))
+    noisy = [(case, code, err[-500:]) for case, code, err in results if code != 0 or err]
+    assert not noisy, noisy[:3]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_fork_while_the_watcher_holds_its_locks_never_deadlocks_the_child(python, subprocess_env):
+    # The parent's watcher ticks back to back over a big heap while another thread logs, so
+    # forks land while the tick lock, the history and the logging locks are held; every
+    # child must sample, log and start its own thread within the alarm.
+    code = """
+        import logging, os, signal, sys, threading, time
+        from leakwatch.watcher import Watcher
+        logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
+        heap = [[i] for i in range(300_000)]
+        w = Watcher(interval=0.01, window=1, trace_window=0.5, warmup=0, tracemalloc="off", log_suspects=False).start()
+        def chatter():
+            while True:
+                logging.getLogger("app").debug("busy")
+        threading.Thread(target=chatter, daemon=True).start()
+        failures = 0
+        for i in range(30):
+            time.sleep(0.007 * (i % 5))
+            pid = os.fork()
+            if pid == 0:
+                signal.alarm(20)  # a deadlock ends the child with SIGALRM
+                w.sample_now()
+                before = w.report().samples
+                while w.report().samples < before + 2:
+                    time.sleep(0.005)
+                logging.getLogger("child").debug("done")
+                os._exit(0 if w.running else 1)
+            _, status = os.waitpid(pid, 0)
+            failures += os.waitstatus_to_exitcode(status) != 0
+        print("failures", failures)
+    """
+    result = run_child(python, code, subprocess_env, timeout=300)
+    assert result.stdout.split()[-2:] == ["failures", "0"], result.stdout[-500:] + result.stderr[-2000:]
