@@ -103,3 +103,16 @@ def test_graph_bench_small_heap_reports_both_tools(tmp_path: Path) -> None:
     assert untracked["bytes"]["path"].startswith("module benchapp .payloads -> list (len 2000)")
     assert untracked["site"]["path"].startswith("module benchapp .payloads -> list (len 2000)")
     assert untracked["objgraph_find_backref_chain"]["chain_length"] >= 3
+
+
+def test_cow_bench_measures_each_variant_in_a_forked_worker(tmp_path: Path) -> None:
+    bench = load_bench("bench_cow")
+    out = tmp_path / "cow.json"
+
+    assert bench.main(["--objects", "20000", "--ticks", "2", "--json", str(out)]) == 0
+
+    r = json.loads(out.read_text(encoding="utf-8"))
+    assert set(r["variants"]) == {"no_watcher", "freeze", "no_freeze"}
+    assert r["variants"]["freeze"]["samples"] >= 2 and r["variants"]["no_freeze"]["samples"] >= 2
+    assert all(v["before"] > 0 and v["after"] > 0 for v in r["variants"].values())
+    assert set(r["leakwatch_added_bytes"]) == {"freeze", "no_freeze"}
