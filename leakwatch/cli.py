@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from typing import NoReturn, TextIO
@@ -87,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="do not print the suspects when the program ends")
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND", help="the program and its arguments")
 
+    serve = sub.add_parser(
+        "serve",
+        help="serve the reports that workers publish into a directory, under one endpoint",
+        description="Serve /metrics and /api/suspects for every live worker that publishes into DIR (workers "
+        "started with LEAKWATCH_WORKERS_DIR=DIR, e.g. uWSGI's), each series labelled worker; until stopped.",
+    )
+    serve.add_argument("--workers-dir", required=True, metavar="DIR", help="the directory the workers publish into")
+    serve.add_argument("--port", type=_port, default=9464, metavar="PORT", help="port to serve on (default 9464)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+
     graph = sub.add_parser(
         "graph",
         help="fetch who holds a leak from a running process's /api/graph",
@@ -150,6 +161,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             return print_options(out)
         if args.command == "graph":
             return fetch_graph(args, out)
+        if args.command == "serve":
+            return serve_workers(args.workers_dir, args.host, args.port, out)
         build_parser().print_help(out)
         return 2
     except CLIError as e:
@@ -205,6 +218,31 @@ def fetch_graph(args: argparse.Namespace, out: TextIO) -> int:
         print(f"  x{path['count']} [{path['signature']}] {path['text']}", file=out)
     if not graph.get("complete", True):
         print("  (the search stopped at its depth or time budget; some instances are not traced)", file=out)
+    return 0
+
+
+# --- leakwatch serve ---------------------------------------------------------------------------
+
+
+def serve_workers(directory: str, host: str, port: int, out: TextIO) -> int:
+    """Serve the workers publishing into `directory` until SIGINT or SIGTERM."""
+    from leakwatch.watcher import Watcher
+
+    watcher = Watcher(prefork="master", workers_dir=directory, host=host, port=port)
+    watcher.start()
+    if watcher.server_address is None:
+        raise CLIError(f"cannot serve on {host} port {port} (see the log above)", 1)
+    shown_host, bound = watcher.server_address
+    print(f"serving the workers in {watcher.workers_dir} on http://{shown_host}:{bound}/metrics", file=out, flush=True)
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        watcher.stop()
     return 0
 
 

@@ -107,6 +107,7 @@ def adopt_directory(directory: str) -> bool:
     gunicorn master re-executed by USR2 inherits its predecessor's environment)."""
     marker = os.path.join(directory, "master.pid")
     try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
         with open(marker, encoding="utf-8") as f:
             owner = int(f.read().strip() or 0)
     except FileNotFoundError:
@@ -156,6 +157,7 @@ class Slot:
     @classmethod
     def claim(cls, directory: str, limit: int = MAX_SLOTS) -> Slot:
         """Take the lowest free slot; `OSError` when the directory is unusable or all are taken."""
+        os.makedirs(directory, mode=0o700, exist_ok=True)
         for number in range(limit):
             fd = os.open(os.path.join(directory, f"slot-{number}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:

@@ -204,3 +204,43 @@ def test_a_killed_workers_series_go_away(gunicorn):
     after = wait_for(lambda: (w := served.workers()) and len(w) == 2 and w, timeout=30, step=0.1)
     assert sorted(w["worker"] for w in after) == [0, 1]
     assert len(worker_labels(served)) == 2
+
+
+def test_leakwatch_serve_gathers_independent_workers(subprocess_env, tmp_path):
+    # As uWSGI's workers would be: processes no leakwatch master forked, told where to publish.
+    directory, port = tmp_path / "workers", free_port()
+    env = {**subprocess_env, **SETTINGS}
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "leakwatch", "serve", "--workers-dir", str(directory), "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    worker_env = {**env, "LEAKWATCH_WORKERS_DIR": str(directory), "LEAKWATCH_PORT": str(port)}
+    program = (
+        "import leakwatch.auto, time\n"
+        "class Job: pass\n"
+        "kept = []\n"
+        "while True:\n"
+        "    kept.extend(Job() for _ in range(50)); time.sleep(0.02)\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", program], env=worker_env) for _ in range(2)]
+    try:
+        assert "serving the workers in" in serve.stdout.readline()
+        url = f"http://127.0.0.1:{port}/api/suspects"
+
+        def jobs_flagged() -> list[dict]:
+            live = json.loads(get(url))["workers"]
+            return live if len(live) == 2 and all("__main__.Job" in {s["key"] for s in w["suspects"]} for w in live) else []
+
+        live = wait_for(jobs_flagged, timeout=60, step=0.3)
+        assert {w["pid"] for w in live} == {p.pid for p in procs}
+        procs[0].kill()
+        procs[0].wait(10)
+        wait_for(lambda: [w["pid"] for w in json.loads(get(url))["workers"]] == [procs[1].pid], timeout=30, step=0.1)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(10)
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(30) == 0
