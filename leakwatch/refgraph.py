@@ -407,6 +407,10 @@ class _Search:
         self.targets = targets
         self.reprs = reprs
         self.via = {} if via is None else via  # id(target) -> the untracked container holding it
+        # id(target) -> ids of objects never taken as its holders (see `stranded_tasks`).
+        self.excluded: dict[int, set[int]] = {}
+        self.unheld: dict[int, tuple[str, str, int]] = {}  # target -> the nearest object nothing holds
+        self.found: dict[int, tuple[str, str, int]] = {}
         self.ours = ours
         self.max_depth = max_depth
         self.deadline = deadline
@@ -424,6 +428,7 @@ class _Search:
         parents: dict[int, dict[int, tuple[int, str] | None]] = {}  # target -> id -> (child id, edge)
         frontiers: dict[int, set[int]] = {}
         found: dict[int, tuple[str, str, int]] = {}  # target -> (root kind, root name, root id)
+        self.found = found
         # Held only by `keep`, as everything walked is: the reference count of an object that
         # only the search still holds.
         baseline = _Baseline()
@@ -455,6 +460,8 @@ class _Search:
                     continue
                 best: tuple[str, str, int] | None = None
                 for oid in frontier:
+                    if oid == tid:
+                        continue  # a target is not its own holder, even a task or a class
                     root = _root_of(keep[oid], roots)
                     if root is not None and (best is None or ROOT_PRIORITY[root[0]] < ROOT_PRIORITY[best[0]]):
                         best = (root[0], root[1], oid)
@@ -470,6 +477,8 @@ class _Search:
                 break
             self._level(live_ids, keep, parents, frontiers, found, pending)
             depth += 1
+        for tid, nearest in self.unheld.items():
+            found.setdefault(tid, nearest)
         paths = []
         for tid, (kind, name, start) in found.items():
             if kind == "released":
@@ -502,10 +511,12 @@ class _Search:
         del args
         self.passes += 1
         self.ours.add(id(referrers))
-        held: set[int] = set()
+        held: dict[int, set[int]] = {tid: set() for tid in pending}  # target -> its frontier objects held
         following: dict[int, set[int]] = {tid: set() for tid in pending}
         edges: dict[tuple[int, int], str] = {}
         self.ours.update(map(id, (held, following, edges)))
+        self.ours.update(map(id, held.values()))
+        excluded = self.excluded
         for ref in referrers:
             rid = id(ref)
             if rid in self.ours or _is_ours(ref):
@@ -514,10 +525,12 @@ class _Search:
                 cid = id(child)
                 if cid not in live_ids:
                     continue
-                held.add(cid)
                 for tid in pending:
+                    if cid not in frontiers[tid] or (excluded and rid in excluded.get(tid, ())):
+                        continue
+                    held[tid].add(cid)
                     tree = parents[tid]
-                    if cid in frontiers[tid] and rid not in tree:
+                    if rid not in tree:
                         if (rid, cid) not in edges:
                             edges[(rid, cid)] = _named(ref, child)
                         tree[rid] = (cid, edges[(rid, cid)])
@@ -531,7 +544,7 @@ class _Search:
         referrers.clear()
         for tid in pending:
             for oid in frontiers[tid]:
-                if oid in held:
+                if oid in held[tid]:
                     continue
                 if self._released(keep, oid, is_target=oid == tid):
                     found[tid] = ("released", "", oid)
@@ -539,9 +552,11 @@ class _Search:
                 self.roots.read_locals()
                 if oid in self.roots.locals:
                     found[tid] = ("thread", self.roots.locals[oid][0], oid)
-                else:
-                    # Nothing Python can see holds it: a C extension, or a leaked reference count.
-                    found[tid] = ("outside", "held outside Python", oid)
+                    break
+                # Nothing Python can see holds it: a C extension, a leaked reference count, or
+                # an object in flux. A root the rest of the frontier reaches says more, so this
+                # stands only if the search finds none.
+                self.unheld.setdefault(tid, ("outside", "held outside Python", oid))
                 break
             frontiers[tid] = following[tid]
 
@@ -633,6 +648,7 @@ def _thread_roots() -> _ThreadRoots:
         while frame is not None:
             where = f"{names.get(ident, ident)} in {frame.f_code.co_name}"
             roots.frames[id(frame)] = where
+            roots.kept.append(frame)  # alive while its id is a key: ids of freed frames get reused
             if frame.f_code.co_name != "<module>":  # a module frame's locals are the module's globals
                 roots.chain.append((frame, where))
             frame = frame.f_back  # type: ignore[assignment]
@@ -673,6 +689,14 @@ def _root_of(obj: object, threads: _ThreadRoots) -> tuple[str, str] | None:
     if _is_task(obj):
         return "task", "asyncio task"
     return None
+
+
+FUTURE_FIELDS = ("_fut_waiter", "_callbacks", "_result", "_exception", "_loop")
+
+
+def _is_future(obj: object) -> bool:
+    asyncio = sys.modules.get("asyncio")
+    return asyncio is not None and isinstance(obj, asyncio.Future)
 
 
 def _is_task(obj: object) -> bool:
@@ -727,6 +751,14 @@ def edge_name(parent: object, child: object) -> str:
     if isinstance(parent, (types.GeneratorType, types.CoroutineType)):
         frame = getattr(parent, "gi_frame", None) or getattr(parent, "cr_frame", None)
         return _frame_local(frame, child) if frame is not None else "?"
+    if _is_future(parent):
+        # asyncio's C futures and tasks keep their state in slots no __dict__ shows.
+        for name in FUTURE_FIELDS:
+            if getattr(parent, name, None) is child:
+                return f".{name}"
+        if getattr(parent, "get_coro", None) is not None and parent.get_coro() is child:  # type: ignore[attr-defined]
+            return "._coro"
+        return "?"
     if isinstance(parent, type):
         # A class's own dict is reachable only through a fresh mappingproxy: match it by content.
         own = parent.__dict__
@@ -879,6 +911,69 @@ def _size(obj: object) -> int | None:
         except TypeError:
             return None
     return None
+
+
+# --- asyncio tasks nothing can wake ------------------------------------------------------------
+
+STRANDED_SAMPLES = 8
+STRANDED_DEPTH = 16
+
+
+def stranded_tasks(samples: int = STRANDED_SAMPLES, budget_seconds: float = 2.0) -> tuple[int, int]:
+    """(stranded, sampled): of up to `samples` pending asyncio tasks, each waiting on a future,
+    how many wait on one that nothing outside the task itself can reach.
+
+    A task waits on its `_fut_waiter`; whatever will wake it (a timer handle in the loop, a
+    waiter list of a lock or queue, a dict of pending replies, another task's callback) holds
+    that future. The search walks back from the futures, as a graph does, never through the
+    task's own objects (the task, its chain of coroutines and their frames): a future it finds
+    no root for, Python-visible, can never be set, and its task stays pending until cancelled.
+    Tasks kept in a set "so they are not collected" that wait on such a future are a leak.
+    Costs one walk of the gc list plus one per level of the search, shared by all samples.
+    """
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return 0, 0
+    started = time.perf_counter()
+    objs = gc.get_objects()
+    task_types = {tp for tp in set(map(type, objs)) if issubclass(tp, asyncio.Task)}
+    tasks = list(compress(objs, map(task_types.__contains__, map(type, objs)))) if task_types else []
+    del objs
+    waiting = [t for t in tasks if not t.done() and getattr(t, "_fut_waiter", None) is not None]
+    del tasks
+    chosen_tasks = spread(waiting, samples)  # type: ignore[arg-type]
+    del waiting
+    futures = [t._fut_waiter for t in chosen_tasks]  # type: ignore[attr-defined]
+    ours: set[int] = {id(futures), id(chosen_tasks)}
+    search = _Search(futures, ours, STRANDED_DEPTH, started + budget_seconds)
+    for task, future in zip(chosen_tasks, futures, strict=True):
+        search.excluded[id(future)] = _owned_by(task)
+    try:
+        search.run()
+        found = search.found
+    finally:
+        search.targets = []
+        futures = []
+        chosen_tasks = []
+    stranded = sum(1 for kind, _, _ in found.values() if kind == "outside")
+    decided = sum(1 for kind, _, _ in found.values() if kind != "released")
+    return stranded, decided
+
+
+def _owned_by(task: object) -> set[int]:
+    """Ids of a task and of what only it runs: its coroutines down the await chain, their
+    frames, and the iterator of the future it awaits."""
+    owned = {id(task)}
+    step = task.get_coro()  # type: ignore[attr-defined]
+    for _ in range(64):
+        if step is None:
+            break
+        owned.add(id(step))
+        frame = getattr(step, "cr_frame", None) or getattr(step, "gi_frame", None) or getattr(step, "ag_frame", None)
+        if frame is not None:
+            owned.add(id(frame))
+        step = getattr(step, "cr_await", None) or getattr(step, "gi_yieldfrom", None) or getattr(step, "ag_await", None)
+    return owned
 
 
 # --- rendering ---------------------------------------------------------------------------------

@@ -52,6 +52,8 @@ TOP_KINDS = ("type", "site")
 # After a tracing window, wait this many window lengths before the next (at most 1/3 duty).
 TRACE_COOLDOWN = 2.0
 WORKERS_DIR_ENV = "LEAKWATCH_WORKERS_DIR"
+# Type keys of asyncio's tasks (the C one, and the pure-Python one where _asyncio is missing).
+TASK_TYPES = frozenset({"_asyncio.Task", "asyncio.tasks.Task"})
 
 
 class Watcher:
@@ -113,6 +115,7 @@ class Watcher:
         self._own_workers_dir = False  # made by this master, removed at its exit
         self._slot: workers.Slot | None = None
         self._serving_workers = False
+        self._stranded: tuple[int, int, float] | None = None  # (stranded, sampled, when) of growing tasks
         self._register_fork_hook()
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -451,7 +454,7 @@ class Watcher:
         report = Report(
             time=sample.t + self._epoch,
             samples=self._sampler.samples,
-            suspects=new.suspects,
+            suspects=self._with_task_verdict(new.suspects, sample.t),
             candidates=tuple(new.pending),
             tracing=self._tracing_state(),
             errors={**self._sampler.errors, **({"watcher": self._tick_errors} if self._tick_errors else {})},
@@ -466,6 +469,35 @@ class Watcher:
             trends=self._trends(new.suspects),
         )
         return report
+
+    def _with_task_verdict(self, suspects: tuple[Suspect, ...], now: float) -> tuple[Suspect, ...]:
+        """Growing asyncio tasks get a detail saying whether they wait on futures nothing can
+        set (stranded: a leak) or on ones something holds (a backlog). Checked at most once a
+        window, and only while tasks are a suspect: it walks the heap a few times."""
+        tasks = [s for s in suspects if s.kind == "type" and s.key in TASK_TYPES]
+        if not tasks:
+            self._stranded = None
+            return suspects
+        if self._stranded is None or now - self._stranded[2] >= self.config.window:
+            from leakwatch import refgraph
+
+            try:
+                stranded, sampled = refgraph.stranded_tasks(budget_seconds=min(self.config.graph_budget, 2.0))
+            except Exception:  # a heap the search cannot read: say nothing rather than fail the tick
+                logger.debug("leakwatch: the stranded-task check failed", exc_info=True)
+                stranded, sampled = 0, 0
+            self._stranded = (stranded, sampled, now)
+        stranded, sampled, _ = self._stranded
+        if not sampled:
+            return suspects
+        if stranded:
+            detail = (
+                f"{stranded} of {sampled} sampled pending tasks wait on a future nothing outside them holds: "
+                "they can never be woken, only cancelled"
+            )
+        else:
+            detail = f"the {sampled} sampled pending tasks wait on futures something holds: a backlog, not stranded"
+        return tuple(dataclasses.replace(s, detail=detail) if s in tasks else s for s in suspects)
 
     def _trends(self, suspects: tuple[Suspect, ...]) -> dict[str, tuple[tuple[float, float], ...]]:
         """Each suspect's history in at most `TREND_POINTS` equal-time steps, for charts."""

@@ -167,3 +167,8 @@ def test_graph_names_the_real_holder(name, reports):
 def test_every_object_leak_program_names_its_holder():
     object_leaks = [n for n in NAMES if any(k in ("type", "site") for k, _ in expectations(n))]
     assert "leak_untracked_bytes" in object_leaks and all(holder(n) for n in object_leaks)
+
+
+def test_stranded_tasks_are_told_from_a_backlog(reports):
+    (tasks,) = [s for s in reports["leak_asyncio_stranded"]["suspects"] if s["key"] == "_asyncio.Task"]
+    assert "can never be woken" in tasks["detail"], tasks

@@ -22,7 +22,7 @@ import pytest
 
 import leakwatch
 from leakwatch.model import Suspect
-from leakwatch.refgraph import find_paths, safe_key, scrubbed_repr, to_dot
+from leakwatch.refgraph import find_paths, safe_key, scrubbed_repr, stranded_tasks, to_dot
 
 SECRET = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
 
@@ -399,3 +399,64 @@ print("intact")
 """
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "intact", result.stderr[-2000:]
+
+
+def run_tasks_then(check, *coroutines_of):
+    """Start 30 tasks of each coroutine function, kept in a set as asyncio's docs advise, and run
+    `check` on another thread (as the watcher's would) while the loop keeps running."""
+    kept: set = set()
+    result: dict = {}
+
+    async def main():
+        for make in coroutines_of:
+            for i in range(30):
+                kept.add(asyncio.create_task(make(i)))
+        await asyncio.sleep(0.05)
+        thread = threading.Thread(target=lambda: result.update(value=check()))
+        thread.start()
+        while thread.is_alive():
+            await asyncio.sleep(0.01)
+        for task in kept:
+            task.cancel()
+        await asyncio.gather(*kept, return_exceptions=True)
+
+    asyncio.run(main())
+    return result["value"]
+
+
+REPLIES: dict = {}
+
+
+async def never_answered(i):
+    await asyncio.get_running_loop().create_future()  # nobody else ever sees this future
+
+
+async def waits_on_a_private_event(i):
+    event = asyncio.Event()  # only this coroutine holds the event, so nothing can set it
+    await event.wait()
+
+
+async def sleeps(i):
+    await asyncio.sleep(3600)  # the loop's timer heap holds the wake-up
+
+
+async def awaits_a_filed_reply(i):
+    REPLIES[i] = asyncio.get_running_loop().create_future()  # a reader could answer it
+    await REPLIES[i]
+
+
+@pytest.mark.parametrize(
+    ("coroutine", "stranded"),
+    [(never_answered, True), (waits_on_a_private_event, True), (sleeps, False), (awaits_a_filed_reply, False)],
+)
+def test_stranded_tasks_are_those_nothing_outside_can_wake(coroutine, stranded):
+    found, sampled = run_tasks_then(stranded_tasks, coroutine)
+    # The sample may take the test's own main task, which sleeps (wakeable) or, done sleeping
+    # by the time it is judged, is left out.
+    assert sampled >= 7
+    assert found >= sampled - 1 if stranded else found == 0
+    REPLIES.clear()
+
+
+def test_no_event_loop_no_stranded_tasks():
+    assert stranded_tasks() == (0, 0)
