@@ -39,7 +39,7 @@ from typing import Any
 
 from leakwatch.errors import LeakwatchError, MissingTool
 from leakwatch.model import Suspect
-from leakwatch.probes.census import type_key
+from leakwatch.probes.census import live_objects, type_key
 from leakwatch.probes.sites import site_key
 
 DEFAULT_SAMPLES = 8
@@ -61,6 +61,8 @@ MAX_TYPE_NAME = 300
 SITE = re.compile(r"^[^\x00-\x1f]+?:\d+( <- [^\x00-\x1f]+?:\d+)*$")
 MAX_SITE = 4096
 ALLOWED_TARGETS = "give a suspect id, a type name such as 'app.models.Session', or a site such as 'app/views.py:42'"
+# A graph of tuples must hold tuples, which walks otherwise leave out (see live_objects).
+TUPLE_KEYS = frozenset({"tuple"})
 # Objects a graph keeps to sample from, and how many gc objects' referents one step reads.
 MAX_MATCHES = 100_000
 REFERENT_CHUNK = 4096
@@ -219,7 +221,8 @@ def find_paths(
     # Ids of the search's own containers, which hold the sampled instances. Only containers
     # alive for the whole search go in: a freed one's id could be reused by an application object.
     ours: set[int] = set()
-    found = _Instances(kind, key, deadline)
+    # Finding the instances may take half the budget at most: the search gets the rest.
+    found = _Instances(kind, key, started + budget_seconds / 2)
     chosen = spread(found.matches, samples)
     via = {id(obj): found.via[id(obj)] for obj in chosen if id(obj) in found.via}
     found.matches = []
@@ -274,7 +277,7 @@ class _Instances:
                 "is not tracing now (its window has closed); graph_on_suspect draws a site's graph while its window "
                 "is open, or tracemalloc='always' keeps tracing"
             )
-        objs = gc.get_objects()
+        objs = gc.get_objects() if key in TUPLE_KEYS else live_objects()
         try:
             if kind == "type":
                 wanted = {tp for tp in set(map(type, objs)) if type_key(tp) == key}
@@ -299,8 +302,13 @@ class _Instances:
                 part.extend(chunk)  # tracked objects are allocated somewhere too
             self._add(self._hits(part), None)
             # The collector stops tracking a tuple or dict that holds only untracked objects, so
-            # `(key, payload)` pairs in a list hide their payloads one level down.
-            hidden = [obj for obj in compress(part, map(HIDING_TYPES.__contains__, map(type, part))) if not gc.is_tracked(obj)]
+            # `(key, payload)` pairs in a list hide their payloads one level down; tracked tuples
+            # are left out of the walk itself (see live_objects), and are opened here too.
+            hidden = [
+                obj
+                for obj in compress(part, map(HIDING_TYPES.__contains__, map(type, part)))
+                if type(obj) is tuple or not gc.is_tracked(obj)
+            ]
             del chunk, part
             if hidden:
                 self._open(hidden)
@@ -935,7 +943,7 @@ def stranded_tasks(samples: int = STRANDED_SAMPLES, budget_seconds: float = 2.0)
     if asyncio is None:
         return 0, 0
     started = time.perf_counter()
-    objs = gc.get_objects()
+    objs = live_objects()
     task_types = {tp for tp in set(map(type, objs)) if issubclass(tp, asyncio.Task)}
     tasks = list(compress(objs, map(task_types.__contains__, map(type, objs)))) if task_types else []
     del objs

@@ -52,8 +52,10 @@ class Sampler:
         type_sites: dict[str, tuple[str, ...]] = {}
         sites = self.sites
 
-        def visit(objs: list[object], types: dict[str, type]) -> None:
-            if sites is not None and attribute and sites.active:
+        visit = None
+        if sites is not None and attribute and sites.active:
+
+            def visit(objs: list[object], types: dict[str, type]) -> None:
                 type_sites.update(sites.attribute(objs, types, attribute))
 
         if self.census is not None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import builtins
 import collections
 import gc
-from collections.abc import Callable, Iterable, Mapping
-from itertools import islice
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from itertools import chain, compress, islice, repeat
+from operator import is_not, methodcaller
 from time import sleep
 
 # Slices of this many objects take about 2 ms to tally at 1M objects, under the default
@@ -49,6 +50,32 @@ OWN_MODULES = frozenset(
 Visitor = Callable[[list[object], dict[str, type]], None]
 
 
+def live_objects() -> list[object]:
+    """`gc.get_objects()` without tuples, for walks that give other threads the GIL.
+
+    A tuple that C code is still filling (`tuple(generator)` builds one, then resizes it) is
+    already gc-tracked, and resizing it fails with SystemError ("bad argument to internal
+    function") while anyone else holds a reference to it: a list of every object, held while
+    another thread runs, breaks that thread's `tuple(...)` (CPython #39117; 3.13 builds it
+    untracked, gh-107137, but other C code still resizes tracked tuples). The census keeps
+    types, never objects (see `every_object`); here the list of every object lives for two
+    statements, and the list returned holds no tuple.
+    """
+    objs = gc.get_objects()
+    return list(compress(objs, map(is_not, map(type, objs), repeat(tuple))))
+
+
+def every_object() -> Iterator[object]:
+    """An iterator that calls `gc.get_objects()` when it is first read, from C.
+
+    Consumed by a C function (`list(map(type, every_object()))`), the list of every object is
+    made, read and dropped with no Python bytecode in between, so no other thread runs while
+    it exists. A plain `gc.get_objects()` returns to the interpreter first, which may hand the
+    GIL over right there.
+    """
+    return chain.from_iterable(map(methodcaller("__call__"), (gc.get_objects,)))
+
+
 def type_key(tp: type) -> str:
     """`module.QualName` for a class; builtins bare (`dict`), as the Suspect contract says."""
     module = getattr(tp, "__module__", None)
@@ -74,9 +101,10 @@ class CensusProbe:
         `own` counts objects leakwatch itself holds, by type key (its history's arrays); they are
         subtracted. The visitor runs while the object list is alive and must not keep references.
         """
-        objs = gc.get_objects()
+        # Only the objects' types are kept: see `live_objects` for why no object is.
+        kinds = list(map(type, every_object()))
         try:
-            by_type = self._tally(objs)
+            by_type = self._tally(kinds)
             counts: dict[str, float] = {}
             types: dict[str, type] = {}
             for tp, n in by_type.items():
@@ -90,13 +118,17 @@ class CensusProbe:
                 if key in counts:
                     counts[key] = max(0, counts[key] - n)
             if visit is not None:
-                visit(objs, types)
+                objs = live_objects()
+                try:
+                    visit(objs, types)
+                finally:
+                    # pympler #169: keeping this list past the tick keeps every object in it alive.
+                    del objs
             return counts
         finally:
-            # pympler #169: keeping this list alive past the tick keeps every object in it alive.
-            del objs
+            del kinds
 
-    def _tally(self, objs: list[object]) -> dict[type, int]:
+    def _tally(self, kinds: list[type]) -> dict[type, int]:
         """Count objects by type in small runs, merging each run's counts into the total.
 
         A run of at most 256 objects counts only to 256, and CPython keeps those small ints
@@ -106,12 +138,12 @@ class CensusProbe:
         """
         total: dict[type, int] = {}
         get = total.get
-        it = iter(objs)
+        it = iter(kinds)
         runs_per_slice = max(1, self.slice_size // RUN)
-        for _ in range(0, len(objs), RUN * runs_per_slice):
+        for _ in range(0, len(kinds), RUN * runs_per_slice):
             for _ in range(runs_per_slice):
                 run: dict[type, int] = {}
-                _count_elements(run, map(type, islice(it, RUN)))
+                _count_elements(run, islice(it, RUN))
                 for tp, n in run.items():
                     total[tp] = get(tp, 0) + n
             # Offer the GIL between slices: without this, a waiting thread gets it only when

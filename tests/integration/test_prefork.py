@@ -142,6 +142,8 @@ def test_the_leak_is_flagged_in_the_workers_that_served_it(gunicorn, args):
     wait_for(flagged, timeout=60, step=0.5)
     assert sorted(worker_labels(served)) == ["0", "1"]  # each slot once
     assert 'leakwatch_suspect_objects{id="' in get(f"{served.metrics}/metrics").decode()
+    page = get(f"{served.metrics}/").decode()  # the page a person opens shows every worker's suspects
+    assert page.count(LEAKING_TYPE) >= 2 and "worker 0" in page and "worker 1" in page
     # The master samples nothing; every report comes from one of its workers.
     report = json.loads(get(f"{served.metrics}/api/suspects"))
     assert report["master"]["samples"] == 0

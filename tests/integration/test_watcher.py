@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import weakref
 
 import pytest
@@ -360,3 +361,40 @@ def test_fork_while_the_watcher_holds_its_locks_never_deadlocks_the_child(python
     """
     result = run_child(python, code, subprocess_env, timeout=300)
     assert result.stdout.split()[-2:] == ["failures", "0"], result.stdout[-500:] + result.stderr[-2000:]
+
+
+def test_the_census_never_breaks_a_tuple_another_thread_is_building():
+    # tuple(generator) fills a gc-tracked tuple and resizes it, which fails with SystemError
+    # if anything else holds a reference to it meanwhile (CPython #39117); a census that held
+    # the list of every object while other threads ran did, whenever a tick met such a tuple.
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def slow_items():
+        for i in range(40):
+            if i % 8 == 0:
+                time.sleep(0)  # hand the GIL over mid-build, as any real generator may
+            yield i
+
+    def build():
+        while not stop.is_set():
+            try:
+                tuple(slow_items())
+            except SystemError as e:
+                failures.append(e)
+                return
+
+    heap = [[i] for i in range(200_000)]  # a census long enough to overlap many builds
+    builders = [threading.Thread(target=build, daemon=True) for _ in range(2)]
+    w = Watcher(interval=0.01, warmup=0.0, window=1.0, trace_window=0.5, tracemalloc="off", log_suspects=False)
+    for b in builders:
+        b.start()
+    try:
+        for _ in range(40):
+            w.sample_now()
+    finally:
+        stop.set()
+        for b in builders:
+            b.join(10)
+    assert not failures, failures[0]
+    assert len(heap) == 200_000
