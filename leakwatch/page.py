@@ -71,7 +71,7 @@ def _row(s: Suspect, report: Report, config: Config) -> str:
         link = ""
     cells = [
         html.escape(s.kind),
-        f'<td class="key" title="id {html.escape(s.id)}">{html.escape(s.key)}</td>',
+        f'<td class="key" title="id {html.escape(s.id)}">{html.escape(s.key)}{_detail(s)}</td>',
         f'<td class="num">{html.escape(human(s.current, s.unit))}</td>',
         f'<td class="num">+{html.escape(human(s.growth_per_second * 60, s.unit))}/min</td>',
         f'<td class="num">{s.confidence:.3f}</td>',
@@ -81,6 +81,11 @@ def _row(s: Suspect, report: Report, config: Config) -> str:
     ]
     tds = "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in cells)
     return f'<tr data-id="{html.escape(s.id)}">{tds}</tr>'
+
+
+def _detail(s: Suspect) -> str:
+    """The suspect's detail (which worker, whether its tasks are stranded) under its key."""
+    return f'<br><small class="detail">{html.escape(s.detail)}</small>' if s.detail else ""
 
 
 def chart(points: Sequence[tuple[float, float]]) -> str:
