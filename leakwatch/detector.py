@@ -375,6 +375,12 @@ def _slope_between(series: Series | None, t0: float, t1: float) -> float | None:
     return theil_sen([series.t[k] for k in idx], [series.lo[k] for k in idx])
 
 
+def memory_growth(history: History, now: float, window: float) -> float | None:
+    """The process's RSS growth (Theil-Sen, bytes per second) over the last `window` seconds;
+    None with too few points. What the time left until a memory limit is projected from."""
+    return _slope_between(history.get("process", "rss"), now - window, now)
+
+
 def rss_explained(history: History, p: Params, python_growing: bool) -> bool | None:
     """Whether Python-visible allocations explain the RSS growth; None while undecided.
 

@@ -27,7 +27,7 @@ from leakwatch.config import Config
 from leakwatch.costs import CostMeter
 from leakwatch.errors import LeakwatchError
 from leakwatch.history import History
-from leakwatch.model import Report, Suspect
+from leakwatch.model import Report, Sample, Suspect
 from leakwatch.sampler import Sampler
 
 if TYPE_CHECKING:  # imported when used: most processes never serve, and import time is the host's
@@ -463,12 +463,21 @@ class Watcher:
             history_bytes=self._history.nbytes(),
             top={kind: _largest(sample.values.get(kind, {}), self.config.top_k) for kind in TOP_KINDS},
             types=len(sample.values.get("type", ())),
-            process=dict(sample.values.get("process", {})),
+            process=self._process_values(sample),
             memory_limit=sample.memory_limit,
             costs=self._report.costs,
             trends=self._trends(new.suspects),
         )
         return report
+
+    def _process_values(self, sample: Sample) -> dict[str, float]:
+        """The sample's process memory, and, under a memory limit, how fast RSS grows."""
+        values = dict(sample.values.get("process", {}))
+        if sample.memory_limit > 0:
+            growth = detector.memory_growth(self._history, sample.t, self.config.window)
+            if growth is not None:
+                values["rss_growth"] = growth
+        return values
 
     def _with_task_verdict(self, suspects: tuple[Suspect, ...], now: float) -> tuple[Suspect, ...]:
         """Growing asyncio tasks get a detail saying whether they wait on futures nothing can

@@ -92,10 +92,19 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("leakwatch_history_series", "gauge", (), "Time series leakwatch's history keeps."),
     MetricSpec("leakwatch_interval_seconds", "gauge", (), "The configured time between samples."),
     MetricSpec("leakwatch_last_sample_timestamp_seconds", "gauge", (), "When the latest sample was taken (Unix time)."),
+    MetricSpec(
+        "leakwatch_memory_limit_eta_seconds",
+        "gauge",
+        (),
+        "Time until memory reaches the limit at its growth over the last window (from a pre-fork master: all "
+        "workers together); absent without a limit or growth.",
+    ),
     MetricSpec("leakwatch_workers", "gauge", (), "Live workers whose reports a pre-fork master serves (only from a master)."),
 )
-# Exposed only by a pre-fork master, and without the worker label its other series carry.
+# Exposed only by a pre-fork master.
 MASTER_ONLY = frozenset({"leakwatch_workers"})
+# Series about the whole process or pod: a master exposes them once, without the worker label.
+UNLABELLED = frozenset({"leakwatch_workers", "leakwatch_memory_limit_eta_seconds"})
 WORKER_LABELS = ("worker",)
 _SPECS = {m.name: m for m in METRICS}
 
@@ -192,9 +201,12 @@ class LeakwatchCollector:
             families["leakwatch_workers"].add_metric([], len(live))  # type: ignore[attr-defined]
             for w in live:
                 _add_report(families, w.report, config, (str(w.slot),))
+            _add_eta(families, [w.report for w in live])
         else:
             families = {spec.name: _family(spec) for spec in METRICS if spec.name not in MASTER_ONLY}
-            _add_report(families, source.report(), config, ())
+            report = source.report()
+            _add_report(families, report, config, ())
+            _add_eta(families, [report])
         yield from families.values()
 
 
@@ -233,8 +245,24 @@ def _add_report(families: dict[str, Metric], report: Report, config: Config, wor
     add("leakwatch_interval_seconds", [], config.interval)
 
 
+def memory_limit_eta(reports: Sequence[Report]) -> float | None:
+    """Seconds until the processes' RSS together reaches the memory limit at their summed
+    growth; None without a limit, or when memory is not growing."""
+    limit = max((r.memory_limit for r in reports), default=0.0)
+    growth = sum(r.process.get("rss_growth", 0.0) for r in reports)
+    if limit <= 0 or growth <= 0:
+        return None
+    return max(0.0, (limit - sum(r.process.get("rss", 0.0) for r in reports)) / growth)
+
+
+def _add_eta(families: dict[str, Metric], reports: Sequence[Report]) -> None:
+    eta = memory_limit_eta(reports)
+    if eta is not None:
+        families["leakwatch_memory_limit_eta_seconds"].add_metric([], eta)  # type: ignore[attr-defined]
+
+
 def _family(spec: MetricSpec, worker: tuple[str, ...] = ()) -> Metric:
-    labels = [*worker, *spec.labels] if spec.name not in MASTER_ONLY else list(spec.labels)
+    labels = [*worker, *spec.labels] if spec.name not in UNLABELLED else list(spec.labels)
     if spec.type == "gauge":
         return GaugeMetricFamily(spec.name, spec.help, labels=labels)
     if spec.type == "counter":

@@ -128,3 +128,21 @@ def test_multiprocessing_helpers_are_left_alone():
     assert workers.is_helper_process(["python", "-c", "from multiprocessing.forkserver import main; main(3)"])
     assert not workers.is_helper_process(["python", "-c", "from multiprocessing.spawn import spawn_main; spawn_main()"])
     assert not workers.is_helper_process(["python", "app.py", "-c"])
+
+
+def limited(samples: int, rss: float, growth: float) -> Report:
+    return Report(time=1.0, samples=samples, memory_limit=1000.0, process={"rss": rss, "rss_growth": growth})
+
+
+def test_a_master_projects_the_memory_limit_from_all_its_workers_together(tmp_path):
+    first, second = Slot.claim(str(tmp_path)), Slot.claim(str(tmp_path))
+    first.publish(limited(3, rss=300.0, growth=2.0))
+    second.publish(limited(3, rss=500.0, growth=2.0))
+    families = {f.name: f for f in LeakwatchCollector(Master(str(tmp_path))).collect()}
+    (eta,) = families["leakwatch_memory_limit_eta_seconds"].samples
+    assert eta.labels == {} and eta.value == (1000 - 800) / 4
+    second.publish(limited(4, rss=500.0, growth=-6.0))  # shrinking memory: no projection
+    families = {f.name: f for f in LeakwatchCollector(Master(str(tmp_path))).collect()}
+    assert families["leakwatch_memory_limit_eta_seconds"].samples == []
+    first.release()
+    second.release()
