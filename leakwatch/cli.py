@@ -272,7 +272,11 @@ def run_program(argv: Sequence[str], options: Sequence[str], report: str | None,
     with tempfile.TemporaryDirectory(prefix="leakwatch-") as tmp:
         # Every Python process the command starts writes its own report, named by its pid.
         env["LEAKWATCH_REPORT_FILE"] = os.path.join(tmp, "report-{pid}.json")
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (BOOTSTRAP_DIR, env.get("PYTHONPATH", "")) if p)
+        # Once on the path, however deep `leakwatch run` nests.
+        inherited = [
+            p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and os.path.realpath(p) != os.path.realpath(BOOTSTRAP_DIR)
+        ]
+        env["PYTHONPATH"] = os.pathsep.join([BOOTSTRAP_DIR, *inherited])
         pid, code = _spawn(command, env)
         reports = _load_reports(tmp)
     main_pid = pid if pid in reports else max(reports, key=lambda p: reports[p].samples, default=None)

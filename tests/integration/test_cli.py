@@ -90,6 +90,19 @@ def test_run_chains_an_existing_sitecustomize(subprocess_env, tmp_path):
     assert result.stderr == ""
 
 
+def test_nested_runs_put_the_bootstrap_on_the_path_once_and_start_one_watcher(subprocess_env, tmp_path):
+    (tmp_path / "sitecustomize.py").write_text("import os\nos.environ['CHAINED'] = 'yes'\n")
+    env = {**subprocess_env, "PYTHONPATH": f"{tmp_path}:{subprocess_env['PYTHONPATH']}"}
+    code = (
+        "import os, threading; print(os.environ['PYTHONPATH'].count('bootstrap'), os.environ.get('CHAINED'), "
+        "[t.name for t in threading.enumerate()].count('leakwatch'))"
+    )
+    inner = [sys.executable, "-m", "leakwatch", "run", "--quiet", "--", sys.executable, "-c", code]
+    result = leakwatch("run", "--quiet", "--", *inner, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "yes", "1"]
+
+
 def test_run_reports_a_missing_program(subprocess_env):
     result = leakwatch("run", "--", "no-such-program-here", env=subprocess_env)
     assert result.returncode == 127
