@@ -157,7 +157,11 @@ class Watcher:
             return self
         directory = self._workers_dir
         if not directory or not workers.adopt_directory(directory):
-            directory = workers.make_directory()
+            try:
+                directory = workers.make_directory()
+            except OSError as e:
+                logger.error("leakwatch: cannot make a directory for the workers' reports: %s; not serving them", e)
+                return self
             self._own_workers_dir = True
         self._workers_dir = directory
         # Workers a master spawns (uvicorn --workers) rather than forks find it here.
