@@ -195,7 +195,10 @@ class Slot:
     def abandon(self) -> None:
         """In a forked child: forget the parent's claim without touching it (no I/O but a close)."""
         if self._fd >= 0:
-            os.close(self._fd)
+            try:
+                os.close(self._fd)
+            except OSError:  # in an at-fork hook nothing may raise
+                pass
         self._fd = -1
 
 
