@@ -949,9 +949,13 @@ def stranded_tasks(samples: int = STRANDED_SAMPLES, budget_seconds: float = 2.0)
     del objs
     waiting = [t for t in tasks if not t.done() and getattr(t, "_fut_waiter", None) is not None]
     del tasks
-    chosen_tasks = spread(waiting, samples)  # type: ignore[arg-type]
+    # Each waiter is read once: a task the loop wakes meanwhile has None there, and None as
+    # a target would make every object a holder.
+    pairs = [(t, w) for t, w in ((t, getattr(t, "_fut_waiter", None)) for t in spread(waiting, samples)) if w is not None]  # type: ignore[arg-type]
     del waiting
-    futures = [t._fut_waiter for t in chosen_tasks]  # type: ignore[attr-defined]
+    chosen_tasks = [t for t, _ in pairs]
+    futures = [w for _, w in pairs]
+    del pairs
     ours: set[int] = {id(futures), id(chosen_tasks)}
     search = _Search(futures, ours, STRANDED_DEPTH, started + budget_seconds)
     for task, future in zip(chosen_tasks, futures, strict=True):

@@ -491,7 +491,8 @@ class Watcher:
         if not tasks:
             self._stranded = None
             return suspects
-        if self._stranded is None or now - self._stranded[2] >= self.config.window:
+        # An inconclusive check (no task decided in time) is retried sooner than a conclusive one.
+        if self._stranded is None or now - self._stranded[2] >= self.config.window / (1 if self._stranded[1] else 4):
             from leakwatch import refgraph
 
             try:
