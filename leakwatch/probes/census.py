@@ -101,8 +101,16 @@ class CensusProbe:
         `own` counts objects leakwatch itself holds, by type key (its history's arrays); they are
         subtracted. The visitor runs while the object list is alive and must not keep references.
         """
-        # Only the objects' types are kept: see `live_objects` for why no object is.
-        kinds = list(map(type, every_object()))
+        # Only the objects' types are kept: see `live_objects` for why no object is. A visitor
+        # gets the objects from the same walk, tuples left out.
+        objs: list[object] = []
+        if visit is None:
+            kinds = list(map(type, every_object()))
+        else:
+            everything = gc.get_objects()
+            kinds = list(map(type, everything))
+            objs = list(compress(everything, map(is_not, kinds, repeat(tuple))))
+            del everything
         try:
             by_type = self._tally(kinds)
             counts: dict[str, float] = {}
@@ -118,15 +126,11 @@ class CensusProbe:
                 if key in counts:
                     counts[key] = max(0, counts[key] - n)
             if visit is not None:
-                objs = live_objects()
-                try:
-                    visit(objs, types)
-                finally:
-                    # pympler #169: keeping this list past the tick keeps every object in it alive.
-                    del objs
+                visit(objs, types)
             return counts
         finally:
-            del kinds
+            # pympler #169: keeping this list past the tick keeps every object in it alive.
+            del kinds, objs
 
     def _tally(self, kinds: list[type]) -> dict[type, int]:
         """Count objects by type in small runs, merging each run's counts into the total.
