@@ -115,7 +115,9 @@ class Watcher:
         self._own_workers_dir = False  # made by this master, removed at its exit
         self._slot: workers.Slot | None = None
         self._serving_workers = False
-        self._stranded: tuple[int, int, float] | None = None  # (stranded, sampled, when) of growing tasks
+        # Growing tasks: (stranded, sampled) of the last check that decided any, and when to check next.
+        self._stranded: tuple[int, int] = (0, 0)
+        self._stranded_next = 0.0
         self._register_fork_hook()
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -489,19 +491,23 @@ class Watcher:
         window, and only while tasks are a suspect: it walks the heap a few times."""
         tasks = [s for s in suspects if s.kind == "type" and s.key in TASK_TYPES]
         if not tasks:
-            self._stranded = None
+            self._stranded, self._stranded_next = (0, 0), 0.0
             return suspects
-        # An inconclusive check (no task decided in time) is retried sooner than a conclusive one.
-        if self._stranded is None or now - self._stranded[2] >= self.config.window / (1 if self._stranded[1] else 4):
+        if now >= self._stranded_next:
             from leakwatch import refgraph
 
             try:
-                stranded, sampled = refgraph.stranded_tasks(budget_seconds=min(self.config.graph_budget, 2.0))
+                found = refgraph.stranded_tasks(budget_seconds=min(self.config.graph_budget, 2.0))
             except Exception:  # a heap the search cannot read: say nothing rather than fail the tick
                 logger.debug("leakwatch: the stranded-task check failed", exc_info=True)
-                stranded, sampled = 0, 0
-            self._stranded = (stranded, sampled, now)
-        stranded, sampled, _ = self._stranded
+                found = (0, 0)
+            # A check that decided nothing (out of time, or every task woken or finished at that
+            # moment, as when asyncio.run cancels them all at exit) keeps the last verdict and is
+            # retried sooner.
+            if found[1]:
+                self._stranded = found
+            self._stranded_next = now + self.config.window / (1 if found[1] else 4)
+        stranded, sampled = self._stranded
         if not sampled:
             return suspects
         if stranded:

@@ -398,3 +398,47 @@ def test_the_census_never_breaks_a_tuple_another_thread_is_building():
             b.join(10)
     assert not failures, failures[0]
     assert len(heap) == 200_000
+
+
+def test_stranded_tasks_keep_their_verdict_while_every_task_is_finishing():
+    """asyncio.run cancels every pending task at exit, and a tick can land while they are all
+    done but still held (by gather): the check then samples none, which must not erase what
+    the last check found."""
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    stranded: set[asyncio.Task] = set()
+
+    async def wait_forever() -> None:
+        await loop.create_future()  # nothing else holds it: nothing can ever set it
+
+    def strand(n: int) -> None:
+        for _ in range(n):
+            stranded.add(loop.create_task(wait_forever()))
+        loop.run_until_complete(asyncio.sleep(0))  # each task runs until it waits
+
+    def task_detail(report) -> str | None:
+        return next((s.detail for s in report.suspects if s.key in ("_asyncio.Task", "asyncio.tasks.Task")), None)
+
+    clock = FakeClock()
+    w = Watcher(clock=clock, **FAST)
+    try:
+        detail = None
+        for _ in range(400):
+            strand(20)
+            detail = task_detail(w.sample_now())
+            clock.advance(0.05)
+            if detail:
+                break
+        assert detail and "can never be woken" in detail, detail
+        finishing = list(stranded)
+        for task in finishing:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*finishing, return_exceptions=True))
+        assert all(t.done() for t in finishing)
+        clock.advance(FAST["window"])  # past the next check
+        report = w.sample_now()
+        assert task_detail(report) == detail
+    finally:
+        stranded.clear()
+        loop.close()
