@@ -381,6 +381,9 @@ def run_demo(duration: float, interval: float, out: TextIO, port: int | None = N
         warmup=max(3.0, 8 * interval),
         window=max(10.0, 40 * interval),
         trace_window=max(6.0, 24 * interval),
+        # The demo plays hours in seconds; at the default budget its first window would open
+        # after minutes, so it traces as often as trace_window allows.
+        trace_budget=100.0,
         min_growth_bytes=256 * 1024,
         log_suspects=False,
         port=port,

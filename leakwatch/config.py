@@ -214,9 +214,20 @@ OPTIONS: tuple[Option, ...] = (
         "cpu_budget",
         0.01,
         "float",
-        "Share of one core leakwatch may spend sampling; exported as leakwatch_cpu_budget_ratio for the over-budget alert.",
+        "Share of one core leakwatch may spend sampling: when a sample costs more than that at the interval "
+        "(a heap of millions of objects), the interval stretches until it fits, and the window with it.",
         0.0001,
         1.0,
+    ),
+    Option(
+        "trace_budget",
+        0.05,
+        "float",
+        "Share of the application's time tracing windows may cost it, averaged from the start: tracing's slowdown "
+        "of allocation-heavy code is measured once, and windows are spaced and shortened to keep within this. "
+        "A value above that slowdown (100) lets windows follow each other as fast as trace_window allows.",
+        0.0001,
+        1000.0,
     ),
     Option(
         "graphs",
@@ -309,6 +320,7 @@ class Config:
     top_k: int = 20
     memory_limit: int = 0
     cpu_budget: float = 0.01
+    trace_budget: float = 0.05
     graphs: bool = False
     graph_token: str = dataclasses.field(default="", repr=False)
     graph_budget: float = 10.0

@@ -85,3 +85,33 @@ class CostMeter:
     def snapshot(self, runs: Mapping[str, int]) -> Costs:
         phases = {p: PhaseHistogram(tuple(c), self._totals[p]) for p, c in self._counts.items()}
         return Costs(phases=phases, cpu_seconds=self._cpu, runs=dict(runs))
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """What the cost governor (leakwatch.governor) has decided, as of one tick.
+
+    - `interval`, `window`: seconds between samples and the detector's window now; longer than
+      the options when a sample costs more than `cpu_budget` allows at the configured pace.
+    - `cpu_spend`: the smoothed CPU time of a tick over the interval: the share of one core spent.
+    - `trace_slowdown`: how many times slower allocation-heavy code runs while tracing (0: not
+      measured yet); `trace_spend`: the share of the application's time tracing windows have cost
+      it since the watcher started; `trace_credit`: application-seconds tracing may still cost.
+    - `windows_deferred`: times a tracing window was wanted and put off until it was affordable.
+    """
+
+    interval: float = 0.0
+    window: float = 0.0
+    cpu_spend: float = 0.0
+    trace_slowdown: float = 0.0
+    trace_spend: float = 0.0
+    trace_credit: float = 0.0
+    windows_deferred: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Budget:
+        fields = {f.name: f.type for f in dataclasses.fields(cls)}
+        return cls(**{k: (int(v) if k == "windows_deferred" else float(v)) for k, v in d.items() if k in fields})

@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from leakwatch.costs import Costs
+from leakwatch.costs import Budget, Costs
 
 KINDS = ("type", "site", "process")
 PROCESS_OBJECT_KEYS = frozenset({"py_blocks"})
@@ -121,8 +121,9 @@ class Report:
     objects) and "site" (traced bytes, while tracing); `types` counts the distinct types seen.
     `process` is that sample's process memory ("rss", "uss", "py_blocks", and while tracing
     "traced" and "trace_overhead"); `memory_limit` the container limit in bytes (0: none).
-    `costs` is what leakwatch has spent on itself. `trends` holds, for each suspect id, its
-    history in at most 32 equal-time steps: (wall-clock time, highest value in the step).
+    `costs` is what leakwatch has spent on itself, `budget` what its cost governor decided.
+    `trends` holds, for each suspect id, its history in at most 32 equal-time steps:
+    (wall-clock time, highest value in the step).
     """
 
     time: float = 0.0
@@ -139,6 +140,7 @@ class Report:
     process: Mapping[str, float] = dataclasses.field(default_factory=dict)
     memory_limit: float = 0.0
     costs: Costs = dataclasses.field(default_factory=Costs)
+    budget: Budget = dataclasses.field(default_factory=Budget)
     trends: Mapping[str, tuple[tuple[float, float], ...]] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -157,6 +159,7 @@ class Report:
             "process": dict(self.process),
             "memory_limit": self.memory_limit,
             "costs": self.costs.to_dict(),
+            "budget": self.budget.to_dict(),
             "trends": {sid: [[t, v] for t, v in points] for sid, points in self.trends.items()},
         }
 
@@ -177,5 +180,6 @@ class Report:
             process={k: float(v) for k, v in d.get("process", {}).items()},
             memory_limit=float(d.get("memory_limit", 0.0)),
             costs=Costs.from_dict(d.get("costs", {})),
+            budget=Budget.from_dict(d.get("budget", {})),
             trends={sid: tuple((float(t), float(v)) for t, v in pts) for sid, pts in d.get("trends", {}).items()},
         )

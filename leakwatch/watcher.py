@@ -26,8 +26,10 @@ from leakwatch import detector, workers
 from leakwatch.config import Config
 from leakwatch.costs import CostMeter
 from leakwatch.errors import LeakwatchError
+from leakwatch.governor import Governor
 from leakwatch.history import History
 from leakwatch.model import Report, Sample, Suspect
+from leakwatch.probes.sites import measure_slowdown
 from leakwatch.sampler import Sampler
 
 if TYPE_CHECKING:  # imported when used: most processes never serve, and import time is the host's
@@ -98,7 +100,10 @@ class Watcher:
             epoch=self._epoch,
         )
         self._trace_resume_at = 0.0
+        self._trace_length = self.config.trace_window  # of the open window, as the budget allowed
         self._costs = CostMeter()
+        self._governor = Governor(self.config, clock())
+        self._objects = 0  # counted by the latest census
         self._tick_errors = 0
         self._tick_lock = threading.Lock()
         self._stop_event = threading.Event()
@@ -288,12 +293,20 @@ class Watcher:
         try:
             if self.role == "worker":
                 self._claim_slot()
-            while not stop.wait(self.config.interval):
+            while not stop.wait(self._next_wait()):
                 self._tick_safely()
                 self._publish()
         finally:
             if stop.is_set():  # not a thread lost to fork
                 self._finish()
+
+    def _next_wait(self) -> float:
+        """Seconds to the next tick: the governed interval, or sooner when a tracing window ends."""
+        wait = self._governor.interval
+        sites = self._sampler.sites
+        if sites is not None and sites.active and self.config.tracemalloc == "auto":
+            wait = min(wait, max(0.01, sites.started_at + self._trace_length - self._clock()))
+        return wait
 
     def _claim_slot(self) -> None:
         try:
@@ -419,6 +432,9 @@ class Watcher:
         self._sampler.errors.clear()
         self._sampler.runs.clear()
         self._costs = CostMeter()
+        slowdown = self._governor.slowdown
+        self._governor = Governor(self.config, self._clock())
+        self._governor.slowdown = slowdown
         self._tick_errors = 0
         if was_running:
             thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
@@ -435,8 +451,18 @@ class Watcher:
         with self._tick_lock:
             cpu = time.thread_time()
             report = self._tick()
-            self._costs.add(report.durations, time.thread_time() - cpu)
-            report = dataclasses.replace(report, costs=self._costs.snapshot(self._sampler.runs))
+            cpu = time.thread_time() - cpu
+            self._costs.add(report.durations, cpu)
+            if self._governor.after_tick(cpu, self._objects):
+                self._params = dataclasses.replace(
+                    self._params,
+                    window=self._governor.window,
+                    min_growth_objects=self.config.min_growth_objects * self._governor.growth_scale,
+                    min_growth_bytes=self.config.min_growth_bytes * self._governor.growth_scale,
+                )
+            report = dataclasses.replace(
+                report, costs=self._costs.snapshot(self._sampler.runs), budget=self._governor.snapshot(self._clock())
+            )
             changed = {s.id for s in self._report.suspects} != {s.id for s in report.suspects}
             self._report = report
             if changed:
@@ -448,6 +474,7 @@ class Watcher:
         verdict = self._verdict
         attribute = [k.split(":", 1)[1] for k in verdict.triggers if k.startswith("type:")]
         sample = self._sampler.sample(attribute, self._history.own_objects())
+        self._objects = int(sum(sample.values.get("type", {}).values()))
         self._history.add(sample, verdict.protected())
         started = time.perf_counter()
         sites = self._sampler.sites
@@ -480,7 +507,7 @@ class Watcher:
         """The sample's process memory, and, under a memory limit, how fast RSS grows."""
         values = dict(sample.values.get("process", {}))
         if sample.memory_limit > 0:
-            growth = detector.memory_growth(self._history, sample.t, self.config.window)
+            growth = detector.memory_growth(self._history, sample.t, self._params.window)
             if growth is not None:
                 values["rss_growth"] = growth
         return values
@@ -506,7 +533,7 @@ class Watcher:
             # retried sooner.
             if found[1]:
                 self._stranded = found
-            self._stranded_next = now + self.config.window / (1 if found[1] else 4)
+            self._stranded_next = now + self._params.window / (1 if found[1] else 4)
         stranded, sampled = self._stranded
         if not sampled:
             return suspects
@@ -536,11 +563,19 @@ class Watcher:
         if sites is None or self.config.tracemalloc != "auto":
             return
         if sites.active:
-            if now - sites.started_at >= self.config.trace_window or sites.over_budget():
+            # A window closes on the tick `_next_wait` times for its end; a late tick still counts.
+            if now - sites.started_at >= self._trace_length - 0.005 or sites.over_budget():
                 sites.stop_window()
-                self._trace_resume_at = now + TRACE_COOLDOWN * self.config.trace_window
+                self._governor.window_closed(now)
+                self._trace_resume_at = now + TRACE_COOLDOWN * (now - sites.started_at)
             return
-        if verdict.triggers and now >= self._trace_resume_at:
+        if not verdict.triggers or now < self._trace_resume_at:
+            return
+        if not tracemalloc.is_tracing() and self._governor.slowdown == 0.0:
+            self._governor.slowdown = measure_slowdown(self.config.trace_frames)
+        length = self._governor.affordable_window(now) if not tracemalloc.is_tracing() else self.config.trace_window
+        if length > 0.0:
+            self._trace_length = length
             self._open_trace_window(now)
 
     def _open_trace_window(self, now: float) -> None:
@@ -552,7 +587,9 @@ class Watcher:
             self._history.reset(kind)
         for key in WINDOW_PROCESS_KEYS:
             self._history.reset("process", key)
+        ours = not tracemalloc.is_tracing()
         sites.start_window(now)
+        self._governor.window_opened(now, ours)
 
     def _tracing_state(self) -> str:
         sites = self._sampler.sites

@@ -26,6 +26,7 @@ from prometheus_client.metrics_core import (
 )
 
 from leakwatch.config import Config
+from leakwatch.costs import Budget
 from leakwatch.model import KINDS, Report, Suspect
 
 # Longest label value exported; longer type and site strings keep their end (the class or the
@@ -88,9 +89,50 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("leakwatch_sample_duration_seconds", "histogram", ("phase",), "Time each phase of a cycle took."),
     MetricSpec("leakwatch_cpu_seconds_total", "counter", (), "CPU time spent in sampling cycles."),
     MetricSpec("leakwatch_cpu_budget_ratio", "gauge", (), "The cpu_budget option: the share of one core leakwatch may spend."),
+    MetricSpec(
+        "leakwatch_cpu_spend_ratio",
+        "gauge",
+        (),
+        "Share of one core sampling spends at the current pace (a tick's smoothed CPU time over the interval).",
+    ),
+    MetricSpec(
+        "leakwatch_trace_budget_ratio",
+        "gauge",
+        (),
+        "The trace_budget option: the share of the application's time tracing windows may cost it.",
+    ),
+    MetricSpec(
+        "leakwatch_trace_spend_ratio",
+        "gauge",
+        (),
+        "Share of the application's time leakwatch's tracing windows have cost it since start (at the measured slowdown).",
+    ),
+    MetricSpec(
+        "leakwatch_trace_slowdown_ratio",
+        "gauge",
+        (),
+        "How many times slower allocation-heavy code runs while tracing, measured in this process; absent until measured.",
+    ),
+    MetricSpec(
+        "leakwatch_trace_windows_deferred_total",
+        "counter",
+        (),
+        "Tracing windows put off until trace_budget could pay for them.",
+    ),
     MetricSpec("leakwatch_own_memory_bytes", "gauge", (), "Memory held by leakwatch's history."),
     MetricSpec("leakwatch_history_series", "gauge", (), "Time series leakwatch's history keeps."),
-    MetricSpec("leakwatch_interval_seconds", "gauge", (), "The configured time between samples."),
+    MetricSpec(
+        "leakwatch_interval_seconds",
+        "gauge",
+        (),
+        "Time between samples now: the interval option, or longer where a sample costs more than cpu_budget allows.",
+    ),
+    MetricSpec(
+        "leakwatch_window_seconds",
+        "gauge",
+        (),
+        "The detector's window now: the window option, or longer when the interval stretches past a sixteenth of it.",
+    ),
     MetricSpec("leakwatch_last_sample_timestamp_seconds", "gauge", (), "When the latest sample was taken (Unix time)."),
     MetricSpec(
         "leakwatch_memory_limit_eta_seconds",
@@ -239,10 +281,22 @@ def _add_report(families: dict[str, Metric], report: Report, config: Config, wor
     add("leakwatch_tracing_active", [], 1.0 if report.tracing in ("window", "external") else 0.0)
     add("leakwatch_tracemalloc_overhead_bytes", [], process.get("trace_overhead", 0.0))
     _add_costs(add, families["leakwatch_sample_duration_seconds"], report, worker)
-    add("leakwatch_cpu_budget_ratio", [], config.cpu_budget)
+    _add_budget(add, report.budget, config)
     add("leakwatch_own_memory_bytes", [], report.history_bytes)
     add("leakwatch_history_series", [], report.series)
-    add("leakwatch_interval_seconds", [], config.interval)
+
+
+def _add_budget(add: Callable[[str, Sequence[str], float], None], budget: Budget, config: Config) -> None:
+    """The budgets, what is spent of them, and how far the governor stretched the pace."""
+    add("leakwatch_cpu_budget_ratio", [], config.cpu_budget)
+    add("leakwatch_cpu_spend_ratio", [], budget.cpu_spend)
+    add("leakwatch_interval_seconds", [], budget.interval or config.interval)
+    add("leakwatch_window_seconds", [], budget.window or config.window)
+    add("leakwatch_trace_budget_ratio", [], config.trace_budget)
+    add("leakwatch_trace_spend_ratio", [], budget.trace_spend)
+    if budget.trace_slowdown > 0:
+        add("leakwatch_trace_slowdown_ratio", [], budget.trace_slowdown)
+    add("leakwatch_trace_windows_deferred_total", [], budget.windows_deferred)
 
 
 def memory_limit_eta(reports: Sequence[Report]) -> float | None:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import fnmatch
 import importlib.util
+import json
 import os
+import time
 import tracemalloc
 from collections.abc import Iterable, Mapping
 from itertools import compress
@@ -23,6 +25,41 @@ _OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INSTANCES_PER_TYPE = 32
 MAX_SCAN = 262_144
 MAX_ATTRIBUTED_TYPES = 16
+
+
+# The slowdown measurement: rounds of `_allocation_heavy_work` per timing, and timings per mode.
+SLOWDOWN_ROUNDS = 4
+SLOWDOWN_REPEAT = 3
+
+
+def _allocation_heavy_work() -> int:
+    """A request's worth of small allocations: dicts, lists, strings, a JSON round trip."""
+    rows = [{"id": i, "name": f"user{i}", "tags": [str(i), "a", "b"], "score": i * 0.5} for i in range(24)]
+    return len(json.loads(json.dumps({"rows": rows, "total": len(rows)}))["rows"])
+
+
+def _cpu_of_work() -> float:
+    started = time.thread_time()
+    for _ in range(SLOWDOWN_ROUNDS):
+        _allocation_heavy_work()
+    return time.thread_time() - started
+
+
+def measure_slowdown(frames: int) -> float:
+    """How many times slower allocation-heavy code runs while tracemalloc traces `frames`
+    frames, timed on this thread's CPU clock (other threads' work does not count): the most
+    a tracing window can slow the application. Traces for a few milliseconds to find out; 0.0
+    when tracing is on already (the application's own, which costs leakwatch nothing).
+    """
+    if tracemalloc.is_tracing():
+        return 0.0
+    untraced = min(_cpu_of_work() for _ in range(SLOWDOWN_REPEAT))
+    tracemalloc.start(frames)
+    try:
+        traced = min(_cpu_of_work() for _ in range(SLOWDOWN_REPEAT))
+    finally:
+        tracemalloc.stop()
+    return max(1.0, traced / max(untraced, 1e-6))
 
 
 def site_key(frames: Iterable[tracemalloc.Frame]) -> str:

@@ -25,6 +25,10 @@ SETTINGS = {
     "LEAKWATCH_WARMUP": "2",
     "LEAKWATCH_WINDOW": "5",
     "LEAKWATCH_TRACE_WINDOW": "3",
+    # Ticks at the interval and windows back to back: these runs test what leakwatch finds,
+    # not what it may cost (tests/unit/test_governor.py and tests/bench do that).
+    "LEAKWATCH_CPU_BUDGET": "1",
+    "LEAKWATCH_TRACE_BUDGET": "100",
     "LEAKWATCH_MIN_GROWTH_BYTES": "512KiB",
     "LEAKWATCH_LOG_SUSPECTS": "false",
 }

@@ -21,7 +21,7 @@ from leakwatch.watcher import THREAD_NAME, Watcher
 
 from .conftest import wait_for
 
-FAST = dict(interval=0.05, warmup=0.0, window=1.0, trace_window=0.5, log_suspects=False)
+FAST = dict(interval=0.05, warmup=0.0, window=1.0, trace_window=0.5, cpu_budget=1.0, trace_budget=100.0, log_suspects=False)
 
 
 def leakwatch_threads() -> list[threading.Thread]:

@@ -1,0 +1,165 @@
+"""The cost governor: what leakwatch may spend, and how it spaces its work to stay within that.
+
+Two budgets, two kinds of cost:
+
+- `cpu_budget` is the share of one core leakwatch's own thread may use. Each tick's CPU time is
+  measured and smoothed; when `smoothed CPU / interval` would pass the budget (a census of
+  millions of objects), the interval stretches until it fits. The detector needs `MIN_POINTS`
+  samples over half a window, so once the interval passes `window / WINDOW_TICKS` the window
+  stretches with it (and its least growth with it, so the least growth *rate* is unchanged):
+  a huge heap is watched more slowly, never more expensively.
+- `trace_budget` is the share of the application's time tracing windows may cost it, averaged
+  from the start. tracemalloc's cost falls on the application's threads, in every allocation,
+  where no clock of ours sees it, so it is measured once on this thread (`slowdown`: how many
+  times slower allocation-heavy code runs traced) and taken as the worst case. A traced second
+  then costs `slowdown - 1` seconds of the application's time. Credit accrues at
+  `trace_budget` per second, up to one whole window's cost; a window opens only when the
+  credit pays for at least one tick of it, and lasts as long as the credit (and what accrues
+  meanwhile) pays for, at most `trace_window`. So tracing's cost never passes `trace_budget`
+  times the time run so far.
+
+Pure bookkeeping: no clock (callers pass `now`), no thread, no tracemalloc calls.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from leakwatch.config import Config
+from leakwatch.costs import Budget
+from leakwatch.detector import MIN_POINTS
+
+logger = logging.getLogger(__name__)
+
+# The window holds at least this many intervals: MIN_POINTS samples over half of it.
+WINDOW_TICKS = 2 * MIN_POINTS
+# Weight of the newest tick in the smoothed tick cost.
+CPU_SMOOTHING = 0.25
+# The interval moves only when the cost it needs is this far off (no jitter tick to tick).
+STRETCH_UP = 1.1
+STRETCH_DOWN = 1.25
+
+
+class Governor:
+    """Keeps one watcher's costs within its budgets; only the thread holding the tick lock calls it."""
+
+    def __init__(self, config: Config, now: float) -> None:
+        self.config = config
+        self.interval = config.interval
+        self.window = config.window
+        self.slowdown = 0.0  # tracing's measured slowdown of allocation-heavy code; 0 until measured
+        self._tick_cpu: float | None = None
+        self._started = now
+        self._credit = 0.0  # application-seconds tracing may still cost
+        self._credit_at = now
+        self._traced_since: float | None = None  # start of an open window of ours
+        self._trace_spent = 0.0
+        self._deferred = 0
+        self._waiting = False  # a window is wanted and not yet affordable
+        self._said_stretch = False
+        self._said_deferred = False
+
+    # --- leakwatch's own CPU ----------------------------------------------------------------
+
+    def after_tick(self, cpu_seconds: float, objects: int) -> bool:
+        """Take one tick's CPU time; True when the interval (and maybe the window) changed."""
+        cpu = max(0.0, cpu_seconds)
+        self._tick_cpu = cpu if self._tick_cpu is None else self._tick_cpu + CPU_SMOOTHING * (cpu - self._tick_cpu)
+        wanted = max(self.config.interval, self._tick_cpu / self.config.cpu_budget)
+        if self.interval / STRETCH_DOWN <= wanted <= self.interval * STRETCH_UP:
+            return False
+        self.interval = wanted
+        self.window = max(self.config.window, WINDOW_TICKS * self.interval)
+        if self.interval > self.config.interval and not self._said_stretch:
+            self._said_stretch = True
+            logger.info(
+                "leakwatch: a sample of %s objects costs %.0f ms of CPU; to keep within cpu_budget %g%% "
+                "the interval is now %.1f s (interval option %.1f s) and the window %.0f s (window option %.0f s)",
+                f"{objects:,}",
+                1000 * self._tick_cpu,
+                100 * self.config.cpu_budget,
+                self.interval,
+                self.config.interval,
+                self.window,
+                self.config.window,
+            )
+        return True
+
+    @property
+    def growth_scale(self) -> float:
+        """How much longer the window is than the window option (least growth scales with it)."""
+        return self.window / self.config.window
+
+    # --- tracing's cost to the application ----------------------------------------------------
+
+    @property
+    def trace_cost(self) -> float:
+        """Application-seconds one traced second costs it."""
+        return max(0.0, self.slowdown - 1.0)
+
+    def affordable_window(self, now: float) -> float:
+        """Seconds of tracing the credit pays for now, at most `trace_window`; 0 when it does not
+        yet pay for one tick (counted, and logged the first time)."""
+        self._accrue(now)
+        cost = self.trace_cost
+        if cost == 0.0:
+            return self.config.trace_window
+        shortest = min(self.config.trace_window, self.interval)
+        # Credit still accrues while the window is open: it pays for L seconds while
+        # credit + budget * L >= cost * L.
+        drain = cost - self.config.trace_budget
+        if drain <= 0.0 or self._credit >= drain * shortest:
+            self._waiting = False
+            return self.config.trace_window if drain <= 0.0 else min(self.config.trace_window, self._credit / drain)
+        if not self._waiting:
+            self._waiting = True
+            self._deferred += 1
+            if not self._said_deferred:
+                self._said_deferred = True
+                wait = (drain * shortest - self._credit) / self.config.trace_budget
+                logger.info(
+                    "leakwatch: tracing slows allocation-heavy code %.1fx here; to keep its cost within "
+                    "trace_budget %g%% the next tracing window opens in about %.0f s",
+                    self.slowdown,
+                    100 * self.config.trace_budget,
+                    wait,
+                )
+        return 0.0
+
+    def window_opened(self, now: float, ours: bool) -> None:
+        """A window began; `ours` when leakwatch started tracing (not the application)."""
+        self._accrue(now)
+        self._traced_since = now if ours else None
+
+    def window_closed(self, now: float) -> None:
+        self._accrue(now)
+        self._traced_since = None
+
+    def _accrue(self, now: float) -> None:
+        """Credit for the time since the last call; the cost of our tracing meanwhile."""
+        elapsed = max(0.0, now - self._credit_at)
+        self._credit_at = now
+        cap = self.trace_cost * self.config.trace_window
+        earned = self.config.trace_budget * elapsed
+        if self._traced_since is not None:
+            spent = self.trace_cost * elapsed
+            self._trace_spent += spent
+            earned -= spent
+        self._credit += earned
+        if cap > 0.0:
+            self._credit = min(self._credit, cap)
+
+    # --- the snapshot ---------------------------------------------------------------------------
+
+    def snapshot(self, now: float) -> Budget:
+        self._accrue(now)
+        uptime = max(now - self._started, 1e-9)
+        return Budget(
+            interval=self.interval,
+            window=self.window,
+            cpu_spend=(self._tick_cpu or 0.0) / self.interval,
+            trace_slowdown=self.slowdown,
+            trace_spend=self._trace_spent / uptime,
+            trace_credit=self._credit,
+            windows_deferred=self._deferred,
+        )

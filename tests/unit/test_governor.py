@@ -1,0 +1,110 @@
+"""The cost governor's bookkeeping: interval stretching and the tracing credit."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from leakwatch.config import Config
+from leakwatch.governor import WINDOW_TICKS, Governor
+
+
+def config(**options: object) -> Config:
+    return Config.from_options(env={}, **options)
+
+
+def test_a_cheap_tick_keeps_the_configured_pace():
+    g = Governor(config(interval=5, window=300, cpu_budget=0.01), now=0.0)
+    for _ in range(50):
+        assert not g.after_tick(0.01, objects=100_000)  # 0.2% of a core at 5 s
+    budget = g.snapshot(100.0)
+    assert (budget.interval, budget.window) == (5.0, 300.0)
+    assert budget.cpu_spend == pytest.approx(0.002)
+
+
+def test_an_expensive_tick_stretches_the_interval_to_the_budget_and_the_window_past_sixteen_ticks(caplog):
+    g = Governor(config(interval=5, window=300, cpu_budget=0.01), now=0.0)
+    with caplog.at_level(logging.INFO, logger="leakwatch.governor"):
+        for _ in range(40):
+            g.after_tick(0.4, objects=3_000_000)  # a 3M-object census: 40 s at 1%
+    assert g.interval == pytest.approx(40.0, rel=0.1)
+    assert g.window == pytest.approx(WINDOW_TICKS * g.interval)
+    assert g.growth_scale == pytest.approx(g.window / 300)
+    assert g.snapshot(1000.0).cpu_spend <= 0.01 * 1.1
+    stretched = [r.getMessage() for r in caplog.records if "interval is now" in r.getMessage()]
+    assert len(stretched) == 1, "stretching is logged once"
+    assert "3,000,000 objects" in stretched[0] and "cpu_budget 1%" in stretched[0]
+
+
+def test_the_interval_comes_back_when_ticks_get_cheap_again():
+    g = Governor(config(interval=5, window=300, cpu_budget=0.01), now=0.0)
+    for _ in range(30):
+        g.after_tick(0.2, objects=1)
+    assert g.interval > 15
+    for _ in range(60):
+        g.after_tick(0.001, objects=1)
+    assert (g.interval, g.window) == (5.0, 300.0)
+
+
+def test_small_changes_in_tick_cost_do_not_move_the_interval():
+    g = Governor(config(interval=5, window=300, cpu_budget=0.01), now=0.0)
+    for _ in range(30):
+        g.after_tick(0.2, objects=1)
+    settled = g.interval
+    for cpu in (0.21, 0.19, 0.205, 0.195) * 10:
+        g.after_tick(cpu, objects=1)
+    assert g.interval == settled
+
+
+def traced_governor(**options: object) -> Governor:
+    g = Governor(config(interval=1, window=60, trace_window=20, **options), now=0.0)
+    g.slowdown = 11.0  # a traced second costs the application 10 seconds
+    return g
+
+
+def test_no_window_until_the_credit_pays_for_one_tick_of_it(caplog):
+    g = traced_governor(trace_budget=0.05)
+    with caplog.at_level(logging.INFO, logger="leakwatch.governor"):
+        assert g.affordable_window(100.0) == 0.0  # 5 s of credit; one traced second costs 10
+        assert g.affordable_window(150.0) == 0.0
+    assert g.snapshot(150.0).windows_deferred == 1, "one wait counts once"
+    deferred = [r.getMessage() for r in caplog.records if "next tracing window" in r.getMessage()]
+    assert len(deferred) == 1 and "11.0x" in deferred[0]
+    # 10 s of credit, and 0.05 s more each traced second: about one second of tracing
+    assert g.affordable_window(200.0) == pytest.approx(10 / (10 - 0.05))
+
+
+def test_tracing_never_costs_more_than_the_budget_of_the_time_run_so_far():
+    g = traced_governor(trace_budget=0.05)
+    now, open_until = 0.0, None
+    while now < 20_000:
+        now += 1.0
+        if open_until is not None and now >= open_until:
+            g.window_closed(now)
+            open_until = None
+        if open_until is None:
+            length = g.affordable_window(now)
+            if length:
+                g.window_opened(now, ours=True)
+                open_until = now + length
+        assert g.snapshot(now).trace_spend <= 0.05 + 1e-9
+    assert g.snapshot(now).trace_spend > 0.04, "the budget is used, not just respected"
+
+
+def test_credit_is_capped_at_one_whole_window():
+    g = traced_governor(trace_budget=0.05)
+    assert g.affordable_window(1e6) == 20.0  # days of uptime buy one window, not days of tracing
+    assert g.snapshot(1e6).trace_credit == pytest.approx(10 * 20)
+
+
+def test_tracing_someone_else_started_costs_nothing():
+    g = traced_governor(trace_budget=0.05)
+    g.window_opened(0.0, ours=False)
+    g.window_closed(1000.0)
+    assert g.snapshot(1000.0).trace_spend == 0.0
+
+
+def test_a_large_trace_budget_lets_windows_run_back_to_back():
+    g = traced_governor(trace_budget=100)
+    assert g.affordable_window(1.0) == 20.0
