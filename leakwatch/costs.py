@@ -95,7 +95,8 @@ class Budget:
       the options when a sample costs more than `cpu_budget` allows at the configured pace.
     - `cpu_spend`: the smoothed CPU time of a tick over the interval: the share of one core spent.
     - `trace_slowdown`: how many times slower allocation-heavy code runs while tracing (0: not
-      measured yet); `trace_spend`: the share of the application's time tracing windows have cost
+      measured yet); `busy`: the share of a core the application's threads used between windows
+      (what tracing's slowdown applies to); `trace_spend`: the share of the application's time tracing windows have cost
       it since the watcher started; `trace_credit`: application-seconds tracing may still cost.
     - `windows_deferred`: times a tracing window was wanted and put off until it was affordable.
     """
@@ -104,6 +105,7 @@ class Budget:
     window: float = 0.0
     cpu_spend: float = 0.0
     trace_slowdown: float = 0.0
+    busy: float = 0.0
     trace_spend: float = 0.0
     trace_credit: float = 0.0
     windows_deferred: int = 0

@@ -11,12 +11,16 @@ Two budgets, two kinds of cost:
 - `trace_budget` is the share of the application's time tracing windows may cost it, averaged
   from the start. tracemalloc's cost falls on the application's threads, in every allocation,
   where no clock of ours sees it, so it is measured once on this thread (`slowdown`: how many
-  times slower allocation-heavy code runs traced) and taken as the worst case. A traced second
-  then costs `slowdown - 1` seconds of the application's time. Credit accrues at
+  times slower allocation-heavy code runs traced) and taken as the worst case for the CPU work
+  the application does: a traced second costs `(slowdown - 1) * busy` seconds of its time,
+  where `busy` is the share of a core the application's threads used between windows (at
+  least `BUSY_FLOOR`; 1 until measured). A saturated loop pays in full; a service that mostly
+  waits on I/O pays for the little it computes. Credit accrues at
   `trace_budget` per second, up to one whole window's cost; a window opens only when the
-  credit pays for at least one tick of it, and lasts as long as the credit (and what accrues
-  meanwhile) pays for, at most `trace_window`. So tracing's cost never passes `trace_budget`
-  times the time run so far.
+  credit pays for `SHORTEST_WINDOW` (a window that only attributes growing types to their
+  lines), or for a whole `trace_window` (growth that only site series can place), and lasts
+  as long as the credit (and what accrues meanwhile) pays for, at most `trace_window`. So
+  tracing's cost never passes `trace_budget` times the time run so far.
 
 Pure bookkeeping: no clock (callers pass `now`), no thread, no tracemalloc calls.
 """
@@ -33,8 +37,13 @@ logger = logging.getLogger(__name__)
 
 # The window holds at least this many intervals: MIN_POINTS samples over half of it.
 WINDOW_TICKS = 2 * MIN_POINTS
-# Weight of the newest tick in the smoothed tick cost.
+# The shortest tracing window worth opening: the allocations of its last second are what the
+# tick that closes it attributes.
+SHORTEST_WINDOW = 1.0
+# Weight of the newest tick in the smoothed tick cost and in the application's busy share.
 CPU_SMOOTHING = 0.25
+# The least busy share tracing is charged for: an idle process still allocates a little.
+BUSY_FLOOR = 0.02
 # The interval moves only when the cost it needs is this far off (no jitter tick to tick).
 STRETCH_UP = 1.1
 STRETCH_DOWN = 1.25
@@ -49,6 +58,11 @@ class Governor:
         self.window = config.window
         self.slowdown = 0.0  # tracing's measured slowdown of allocation-heavy code; 0 until measured
         self._tick_cpu: float | None = None
+        self._own_cpu = 0.0  # CPU seconds of every tick so far
+        self.busy = 1.0  # share of a core the application used between windows, smoothed
+        self._busy_seen = False
+        self._last_process: tuple[float, float, float] | None = None  # (now, process CPU, own CPU)
+        self._traced_between = False  # a window of ours was open since the last reading
         self._started = now
         self._credit = 0.0  # application-seconds tracing may still cost
         self._credit_at = now
@@ -64,6 +78,7 @@ class Governor:
     def after_tick(self, cpu_seconds: float, objects: int) -> bool:
         """Take one tick's CPU time; True when the interval (and maybe the window) changed."""
         cpu = max(0.0, cpu_seconds)
+        self._own_cpu += cpu
         self._tick_cpu = cpu if self._tick_cpu is None else self._tick_cpu + CPU_SMOOTHING * (cpu - self._tick_cpu)
         wanted = max(self.config.interval, self._tick_cpu / self.config.cpu_budget)
         if self.interval / STRETCH_DOWN <= wanted <= self.interval * STRETCH_UP:
@@ -92,19 +107,33 @@ class Governor:
 
     # --- tracing's cost to the application ----------------------------------------------------
 
+    def observe_process(self, now: float, process_cpu: float) -> None:
+        """Take the process's CPU clock (every thread's): what the application used since the
+        last reading, less leakwatch's own ticks, is its busy share (readings spanning one of
+        our windows are left out: tracing itself inflates them)."""
+        last = self._last_process
+        self._last_process = (now, process_cpu, self._own_cpu)
+        traced, self._traced_between = self._traced_between, self._traced_since is not None
+        if last is None or traced or now - last[0] <= 0.0:
+            return
+        used = (process_cpu - last[1]) - (self._own_cpu - last[2])
+        share = min(1.0, max(0.0, used / (now - last[0])))
+        self.busy = share if not self._busy_seen else self.busy + CPU_SMOOTHING * (share - self.busy)
+        self._busy_seen = True
+
     @property
     def trace_cost(self) -> float:
         """Application-seconds one traced second costs it."""
-        return max(0.0, self.slowdown - 1.0)
+        return max(0.0, self.slowdown - 1.0) * max(BUSY_FLOOR, self.busy)
 
-    def affordable_window(self, now: float) -> float:
+    def affordable_window(self, now: float, shortest: float) -> float:
         """Seconds of tracing the credit pays for now, at most `trace_window`; 0 when it does not
-        yet pay for one tick (counted, and logged the first time)."""
+        yet pay for `shortest` seconds (counted, and logged the first time)."""
         self._accrue(now)
         cost = self.trace_cost
         if cost == 0.0:
             return self.config.trace_window
-        shortest = min(self.config.trace_window, self.interval)
+        shortest = min(self.config.trace_window, shortest)
         # Credit still accrues while the window is open: it pays for L seconds while
         # credit + budget * L >= cost * L.
         drain = cost - self.config.trace_budget
@@ -118,9 +147,11 @@ class Governor:
                 self._said_deferred = True
                 wait = (drain * shortest - self._credit) / self.config.trace_budget
                 logger.info(
-                    "leakwatch: tracing slows allocation-heavy code %.1fx here; to keep its cost within "
-                    "trace_budget %g%% the next tracing window opens in about %.0f s",
+                    "leakwatch: tracing slows allocation-heavy code %.1fx here and the application keeps "
+                    "%.0f%% of a core busy; to keep tracing's cost within trace_budget %g%% the next "
+                    "tracing window opens in about %.0f s",
                     self.slowdown,
+                    100 * self.busy,
                     100 * self.config.trace_budget,
                     wait,
                 )
@@ -130,6 +161,7 @@ class Governor:
         """A window began; `ours` when leakwatch started tracing (not the application)."""
         self._accrue(now)
         self._traced_since = now if ours else None
+        self._traced_between = self._traced_between or ours
 
     def window_closed(self, now: float) -> None:
         self._accrue(now)
@@ -159,6 +191,7 @@ class Governor:
             window=self.window,
             cpu_spend=(self._tick_cpu or 0.0) / self.interval,
             trace_slowdown=self.slowdown,
+            busy=self.busy,
             trace_spend=self._trace_spent / uptime,
             trace_credit=self._credit,
             windows_deferred=self._deferred,

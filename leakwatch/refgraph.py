@@ -40,7 +40,7 @@ from typing import Any
 from leakwatch.errors import LeakwatchError, MissingTool
 from leakwatch.model import Suspect
 from leakwatch.probes.census import live_objects, type_key
-from leakwatch.probes.sites import site_key
+from leakwatch.probes.sites import object_traceback, site_key
 
 DEFAULT_SAMPLES = 8
 DEFAULT_MAX_DEPTH = 24
@@ -348,8 +348,9 @@ class _Instances:
 
     def _at_site(self, obj: object) -> bool:
         raw = _raw_traceback(obj)
-        if raw is None:
-            return False
+        if raw is None:  # on 3.11, instances of plain classes (see `object_traceback`)
+            tb = object_traceback(obj)
+            return tb is not None and site_key(tb) == self.key
         if raw not in self._sites:
             tb = tracemalloc.get_object_traceback(obj)
             self._sites[raw] = tb is not None and site_key(tb) == self.key

@@ -26,7 +26,7 @@ from leakwatch import detector, workers
 from leakwatch.config import Config
 from leakwatch.costs import CostMeter
 from leakwatch.errors import LeakwatchError
-from leakwatch.governor import Governor
+from leakwatch.governor import SHORTEST_WINDOW, Governor
 from leakwatch.history import History
 from leakwatch.model import Report, Sample, Suspect
 from leakwatch.probes.sites import measure_slowdown
@@ -101,6 +101,9 @@ class Watcher:
         )
         self._trace_resume_at = 0.0
         self._trace_length = self.config.trace_window  # of the open window, as the budget allowed
+        self._trace_open_at: float | None = None  # a window shorter than a tick starts then
+        self._type_sites: dict[str, tuple[str, ...]] = {}  # sites of growing types not yet suspects
+        self._next_tick_at = 0.0
         self._costs = CostMeter()
         self._governor = Governor(self.config, clock())
         self._objects = 0  # counted by the latest census
@@ -293,20 +296,39 @@ class Watcher:
         try:
             if self.role == "worker":
                 self._claim_slot()
+            self._next_tick_at = self._clock() + self._governor.interval
             while not stop.wait(self._next_wait()):
+                if self._open_planned_window():
+                    continue
                 self._tick_safely()
                 self._publish()
+                self._next_tick_at = self._clock() + self._governor.interval
         finally:
             if stop.is_set():  # not a thread lost to fork
                 self._finish()
 
     def _next_wait(self) -> float:
-        """Seconds to the next tick: the governed interval, or sooner when a tracing window ends."""
-        wait = self._governor.interval
+        """Seconds to what the thread does next: a tick at the governed interval, a tick at the
+        end of a tracing window, or the start of a window planned to end at the next tick."""
+        due = self._next_tick_at
         sites = self._sampler.sites
         if sites is not None and sites.active and self.config.tracemalloc == "auto":
-            wait = min(wait, max(0.01, sites.started_at + self._trace_length - self._clock()))
-        return wait
+            due = min(due, sites.started_at + self._trace_length)
+        elif self._trace_open_at is not None:
+            due = min(due, self._trace_open_at)
+        return max(0.005, due - self._clock())
+
+    def _open_planned_window(self) -> bool:
+        """Start the tracing window planned for now, if one is; True when it started."""
+        at = self._trace_open_at
+        if at is None or self._clock() < at - 0.005:
+            return False
+        with self._tick_lock:
+            self._trace_open_at = None
+            sites = self._sampler.sites
+            if sites is not None and not sites.active and not tracemalloc.is_tracing():
+                self._open_trace_window(self._clock())
+        return True
 
     def _claim_slot(self) -> None:
         try:
@@ -427,6 +449,8 @@ class Watcher:
         # The child is a new process: its warm-up, history and verdict start afresh.
         self._history = History(max_series=self.config.max_series, points=self.config.history_points)
         self._verdict = detector.Verdict()
+        self._type_sites = {}
+        self._trace_open_at = None
         self._report = Report(tracing=self._tracing_state())
         self._sampler.samples = 0
         self._sampler.errors.clear()
@@ -460,8 +484,10 @@ class Watcher:
                     min_growth_objects=self.config.min_growth_objects * self._governor.growth_scale,
                     min_growth_bytes=self.config.min_growth_bytes * self._governor.growth_scale,
                 )
+            now = self._clock()
+            self._governor.observe_process(now, time.process_time())
             report = dataclasses.replace(
-                report, costs=self._costs.snapshot(self._sampler.runs), budget=self._governor.snapshot(self._clock())
+                report, costs=self._costs.snapshot(self._sampler.runs), budget=self._governor.snapshot(now)
             )
             changed = {s.id for s in self._report.suspects} != {s.id for s in report.suspects}
             self._report = report
@@ -472,14 +498,18 @@ class Watcher:
 
     def _tick(self) -> Report:
         verdict = self._verdict
-        attribute = [k.split(":", 1)[1] for k in verdict.triggers if k.startswith("type:")]
+        attribute = [k.split(":", 1)[1] for k in self._unexplained(verdict)]
         sample = self._sampler.sample(attribute, self._history.own_objects())
         self._objects = int(sum(sample.values.get("type", {}).values()))
         self._history.add(sample, verdict.protected())
         started = time.perf_counter()
         sites = self._sampler.sites
         tracing = sites is not None and sites.active and sample.site_window != 0
-        new = detector.detect(self._history, verdict, self._params, sample.type_sites, tracing)
+        # Sites found for a type while it was only a candidate (a short window may have closed
+        # since) are kept until it is confirmed or dropped.
+        type_sites = {**self._type_sites, **sample.type_sites}
+        new = detector.detect(self._history, verdict, self._params, type_sites, tracing)
+        self._type_sites = {k: v for k, v in type_sites.items() if f"type:{k}" in new.pending}
         detect_seconds = time.perf_counter() - started
         self._verdict = new
         self._steer_tracing(new, sample.t)
@@ -569,14 +599,38 @@ class Watcher:
                 self._governor.window_closed(now)
                 self._trace_resume_at = now + TRACE_COOLDOWN * (now - sites.started_at)
             return
-        if not verdict.triggers or now < self._trace_resume_at:
+        wanted = self._unexplained(verdict)
+        if not wanted or now < self._trace_resume_at or self._trace_open_at is not None:
             return
-        if not tracemalloc.is_tracing() and self._governor.slowdown == 0.0:
-            self._governor.slowdown = measure_slowdown(self.config.trace_frames)
-        length = self._governor.affordable_window(now) if not tracemalloc.is_tracing() else self.config.trace_window
-        if length > 0.0:
-            self._trace_length = length
+        if tracemalloc.is_tracing():  # the application's own tracing: reading it costs nothing more
+            self._trace_length = self.config.trace_window
             self._open_trace_window(now)
+            return
+        if self._governor.slowdown == 0.0:
+            self._governor.slowdown = measure_slowdown(self.config.trace_frames)
+        # Only types to attribute: a short window finds their sites (one shorter than a tick
+        # needs the thread to start it between ticks). Growth no type explains needs a whole
+        # window of site series to find where it is.
+        threaded = threading.current_thread() is self._thread
+        if all(not key.startswith("type:") for key in wanted):
+            shortest = self.config.trace_window
+        else:
+            shortest = SHORTEST_WINDOW if threaded else self._governor.interval
+        length = self._governor.affordable_window(now, shortest)
+        if length <= 0.0:
+            return
+        self._trace_length = length
+        if length >= self._governor.interval or not threaded:
+            self._open_trace_window(now)
+        else:
+            # Shorter than a tick: trace the last `length` seconds before the next tick, which
+            # reads the sites and closes the window.
+            self._trace_open_at = now + self._governor.interval - length
+
+    def _unexplained(self, verdict: detector.Verdict) -> list[str]:
+        """The triggers a tracing window could still explain: growth outside any type, and
+        growing types whose sites are not known yet."""
+        return [k for k in verdict.triggers if not (k.startswith("type:") and k[5:] in self._type_sites)]
 
     def _open_trace_window(self, now: float) -> None:
         """Start a tracing window with empty window series. Call with the tick lock held."""

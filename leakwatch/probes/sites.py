@@ -11,10 +11,12 @@ If the application started tracemalloc itself, this probe reads it and never sto
 
 from __future__ import annotations
 
+import ctypes
 import fnmatch
 import importlib.util
 import json
 import os
+import sys
 import time
 import tracemalloc
 from collections.abc import Iterable, Mapping
@@ -60,6 +62,40 @@ def measure_slowdown(frames: int) -> float:
     finally:
         tracemalloc.stop()
     return max(1.0, traced / max(untraced, 1e-6))
+
+
+def _preheader_lookup() -> tuple[object, int] | None:
+    """CPython 3.11's `get_object_traceback` misses every object with a managed `__dict__`
+    (instances of plain classes): it looks the trace up at the object's gc header, but such
+    objects were allocated two pointers before it (gh-101430, fixed in 3.12). tracemalloc's C
+    lookup by address finds them there; it only reads tracemalloc's own table, never the
+    address. Returns (lookup, bytes before the object), or None where not needed or absent.
+    """
+    if sys.version_info[:2] != (3, 11):
+        return None
+    try:
+        lookup = ctypes.pythonapi._PyTraceMalloc_GetTraceback
+    except AttributeError:
+        return None
+    lookup.restype = ctypes.py_object
+    lookup.argtypes = (ctypes.c_uint, ctypes.c_size_t)
+    pointer = ctypes.sizeof(ctypes.c_void_p)
+    return lookup, 4 * pointer  # the gc header (two words) and the managed dict (two more)
+
+
+_PREHEADER = _preheader_lookup()
+_MANAGED_DICT = 1 << 4  # Py_TPFLAGS_MANAGED_DICT in 3.11
+
+
+def object_traceback(obj: object) -> tracemalloc.Traceback | None:
+    """`tracemalloc.get_object_traceback(obj)`, including, on 3.11, instances of plain classes."""
+    tb = tracemalloc.get_object_traceback(obj)
+    if tb is None and _PREHEADER is not None and type(obj).__flags__ & _MANAGED_DICT:
+        lookup, before = _PREHEADER
+        frames = lookup(0, id(obj) - before)  # type: ignore[operator]
+        if frames is not None:
+            return tracemalloc.Traceback(frames)
+    return tb
 
 
 def site_key(frames: Iterable[tracemalloc.Frame]) -> str:
@@ -233,7 +269,7 @@ class SiteProbe:
             for obj in compress(part, map(looking.__contains__, map(type, part))):
                 key = looking[type(obj)]
                 tries[key] += 1
-                tb = tracemalloc.get_object_traceback(obj)
+                tb = object_traceback(obj)
                 if tb is not None:
                     site = site_key(tb)
                     tallies[key][site] = tallies[key].get(site, 0) + 1

@@ -66,13 +66,13 @@ def traced_governor(**options: object) -> Governor:
 def test_no_window_until_the_credit_pays_for_one_tick_of_it(caplog):
     g = traced_governor(trace_budget=0.05)
     with caplog.at_level(logging.INFO, logger="leakwatch.governor"):
-        assert g.affordable_window(100.0) == 0.0  # 5 s of credit; one traced second costs 10
-        assert g.affordable_window(150.0) == 0.0
+        assert g.affordable_window(100.0, shortest=1.0) == 0.0  # 5 s of credit; one traced second costs 10
+        assert g.affordable_window(150.0, shortest=1.0) == 0.0
     assert g.snapshot(150.0).windows_deferred == 1, "one wait counts once"
     deferred = [r.getMessage() for r in caplog.records if "next tracing window" in r.getMessage()]
     assert len(deferred) == 1 and "11.0x" in deferred[0]
     # 10 s of credit, and 0.05 s more each traced second: about one second of tracing
-    assert g.affordable_window(200.0) == pytest.approx(10 / (10 - 0.05))
+    assert g.affordable_window(200.0, shortest=1.0) == pytest.approx(10 / (10 - 0.05))
 
 
 def test_tracing_never_costs_more_than_the_budget_of_the_time_run_so_far():
@@ -84,7 +84,7 @@ def test_tracing_never_costs_more_than_the_budget_of_the_time_run_so_far():
             g.window_closed(now)
             open_until = None
         if open_until is None:
-            length = g.affordable_window(now)
+            length = g.affordable_window(now, shortest=1.0)
             if length:
                 g.window_opened(now, ours=True)
                 open_until = now + length
@@ -94,7 +94,7 @@ def test_tracing_never_costs_more_than_the_budget_of_the_time_run_so_far():
 
 def test_credit_is_capped_at_one_whole_window():
     g = traced_governor(trace_budget=0.05)
-    assert g.affordable_window(1e6) == 20.0  # days of uptime buy one window, not days of tracing
+    assert g.affordable_window(1e6, shortest=1.0) == 20.0  # days of uptime buy one window, not days of tracing
     assert g.snapshot(1e6).trace_credit == pytest.approx(10 * 20)
 
 
@@ -107,4 +107,42 @@ def test_tracing_someone_else_started_costs_nothing():
 
 def test_a_large_trace_budget_lets_windows_run_back_to_back():
     g = traced_governor(trace_budget=100)
-    assert g.affordable_window(1.0) == 20.0
+    assert g.affordable_window(1.0, shortest=1.0) == 20.0
+
+
+def test_growth_no_type_explains_waits_for_a_whole_window():
+    g = traced_governor(trace_budget=0.05)
+    assert g.affordable_window(1000.0, shortest=20) == 0.0  # 50 s of credit; a whole 20 s window needs 199
+    assert g.affordable_window(1000.0, shortest=1.0) == pytest.approx(50 / 9.95)  # enough to attribute types
+    g = traced_governor(trace_budget=0.05)
+    assert g.affordable_window(4000.0, shortest=20) == 20.0
+
+
+def test_an_application_that_mostly_waits_pays_for_the_little_it_computes():
+    g = traced_governor(trace_budget=0.05)
+    g.observe_process(0.0, process_cpu=0.0)
+    g.observe_process(100.0, process_cpu=10.0)  # 10% of a core
+    assert g.busy == pytest.approx(0.1)
+    assert g.trace_cost == pytest.approx(10 * 0.1)
+    assert g.affordable_window(100.0, shortest=1.0) > 0, "5 s of credit pays for a traced second at 10% busy"
+
+
+def test_leakwatchs_own_ticks_and_its_windows_do_not_count_as_the_applications_work():
+    g = traced_governor(trace_budget=0.05)
+    g.observe_process(0.0, process_cpu=0.0)
+    g.after_tick(2.0, objects=1)  # our own tick: 2 CPU seconds
+    g.observe_process(100.0, process_cpu=2.0 + 5.0)
+    assert g.busy == pytest.approx(0.05)
+    g.window_opened(100.0, ours=True)
+    g.window_closed(110.0)
+    g.observe_process(110.0, process_cpu=7.0 + 10.0)  # tracing itself made the app look busy
+    assert g.busy == pytest.approx(0.05)
+    g.observe_process(210.0, process_cpu=17.0 + 5.0)
+    assert g.busy == pytest.approx(0.05)
+
+
+def test_an_idle_application_is_still_charged_for_a_little_work():
+    g = traced_governor()
+    g.observe_process(0.0, process_cpu=0.0)
+    g.observe_process(100.0, process_cpu=0.0)
+    assert g.busy == 0.0 and g.trace_cost > 0
