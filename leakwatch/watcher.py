@@ -617,6 +617,8 @@ class Watcher:
         else:
             shortest = SHORTEST_WINDOW if threaded else self._governor.interval
         length = self._governor.affordable_window(now, shortest)
+        if not threaded:  # closed by a later tick: whole intervals only, or it would overspend
+            length = length // self._governor.interval * self._governor.interval
         if length <= 0.0:
             return
         self._trace_length = length

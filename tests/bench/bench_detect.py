@@ -124,9 +124,8 @@ def measure(objects: int, rate_mib: float, hours: float, out: TextIO) -> dict[st
 
 
 def render(results: dict[str, Any]) -> str:
-    lines = [
-        f"time to detect a {results['rate_mib_per_minute']:g} MiB/min leak at defaults (simulated time, {results['objects']:,}-object heap)"
-    ]
+    rate, objects = results["rate_mib_per_minute"], results["objects"]
+    lines = [f"time to detect a {rate:g} MiB/min leak at defaults (simulated time, {objects:,}-object heap)"]
     for r in results["leaks"]:
         named, placed = r["named"], r["placed"]
         if named is None:
@@ -135,7 +134,8 @@ def render(results: dict[str, Any]) -> str:
         line = f"  {r['kind']:8s} named after {named['after_seconds'] / 60:6.1f} min as {named['suspect'].rsplit('/', 1)[-1]}"
         if placed is not None:
             site = (placed["sites"] or [placed["suspect"]])[0].rsplit("/", 1)[-1]
-            line += f"; its line after {placed['after_seconds'] / 60:6.1f} min ({site}; tracing spend {100 * placed['trace_spend']:.2f}%)"
+            spend = 100 * placed["trace_spend"]
+            line += f"; its line after {placed['after_seconds'] / 60:6.1f} min ({site}; tracing spend {spend:.2f}%)"
         else:
             line += f"; its line not within {r['simulated_seconds'] / 3600:.1f} h"
         lines.append(line + f"  [{r['real_seconds']:.0f} s real]")

@@ -51,7 +51,9 @@ import psutil
 
 import leakwatch
 
-DEFAULT_SIZES = (100_000, 1_000_000)
+DEFAULT_SIZES = (100_000, 1_000_000, 3_000_000)
+DEFAULT_STRINGS = 2_000_000
+STRINGS_PER_LIST = 1_000
 DEFAULT_REPEAT = 5
 DEFAULT_SELF_SAMPLES = 10_000
 DEFAULT_JSON = "bench-results.json"
@@ -121,6 +123,18 @@ def build_heap(target: int) -> list[tuple[Event, Point]]:
     finally:
         if was_enabled:
             gc.enable()
+    gc.collect()
+    return heap
+
+
+def build_string_heap(strings: int) -> list[list[object]]:
+    """A heap dominated by str and bytes: `strings` of them (half each, 24-48 bytes), in lists
+    of 1,000. The collector tracks only the lists, so a census walks few objects while the
+    memory is mostly payload; tools that walk every object (pympler) pay for all of it."""
+    gc.collect()
+    heap: list[list[object]] = []
+    for start in range(0, strings, STRINGS_PER_LIST):
+        heap.append([f"session-{i:012d}" if i % 2 else bytes(48) for i in range(start, min(strings, start + STRINGS_PER_LIST))])
     gc.collect()
     return heap
 
@@ -280,11 +294,16 @@ def ratio(value: float, on_mins: float, target: float, op: str, applies: bool) -
     }
 
 
-def bench_size(target: int, repeat: int, skip_pympler: bool, out: TextIO) -> tuple[dict[str, Any], list[Any]]:
-    """Measure every call on a heap of about `target` objects; return the figures and the heap."""
-    print(f"building a heap of about {target:,} gc-tracked objects ...", file=out, flush=True)
+def bench_size(target: int, repeat: int, skip_pympler: bool, out: TextIO, strings: int = 0) -> tuple[dict[str, Any], list[Any]]:
+    """Measure every call on a heap of about `target` objects, or of `strings` str and bytes;
+    return the figures and the heap."""
     started = time.perf_counter()
-    heap = build_heap(target)
+    if strings:
+        print(f"building a heap of {strings:,} str and bytes objects ...", file=out, flush=True)
+        heap: list[Any] = build_string_heap(strings)
+    else:
+        print(f"building a heap of about {target:,} gc-tracked objects ...", file=out, flush=True)
+        heap = build_heap(target)
     build_seconds = time.perf_counter() - started
     objects = len(gc.get_objects())
     print(f"  {objects:,} objects; measuring ...", file=out, flush=True)
@@ -314,6 +333,8 @@ def bench_size(target: int, repeat: int, skip_pympler: bool, out: TextIO) -> tup
         gc.collect()
     figures = {
         "target": target,
+        "kind": "str+bytes" if strings else "records",
+        "strings": strings,
         "objects": objects,
         "build_seconds": build_seconds,
         "calls": results,
@@ -523,7 +544,12 @@ def render(results: dict[str, Any]) -> str:
 
 def render_size(size: dict[str, Any], switch_interval_ms: float) -> list[str]:
     lines = [
-        f"heap {size['target']:,} target: {size['objects']:,} gc-tracked objects (built in {size['build_seconds']:.1f} s)",
+        (
+            f"heap of {size['strings']:,} str and bytes: {size['objects']:,} gc-tracked objects"
+            if size.get("strings")
+            else f"heap {size['target']:,} target: {size['objects']:,} gc-tracked objects"
+        )
+        + f" (built in {size['build_seconds']:.1f} s)",
         f"  {'call':<28} {'median ms':>10} {'min ms':>10} {'stall med ms':>13} {'stall max ms':>13} {'runs':>5}",
     ]
     for name, label in CALL_LABELS.items():
@@ -621,7 +647,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Time leakwatch's sample against gc.get_objects()+tally, objgraph and pympler, and its own memory.",
     )
     parser.add_argument(
-        "--sizes", type=parse_sizes, default=list(DEFAULT_SIZES), help="heap sizes in gc-tracked objects (default 100000,1000000)"
+        "--sizes", type=parse_sizes, default=list(DEFAULT_SIZES), help="heap sizes in gc-tracked objects (default 100k,1M,3M)"
+    )
+    parser.add_argument(
+        "--strings",
+        type=lambda t: 0 if t.strip() == "0" else parse_size(t),
+        default=DEFAULT_STRINGS,
+        help="also a heap of this many str and bytes objects; 0 leaves it out (default 2M)",
     )
     parser.add_argument(
         "--repeat", type=positive_int, default=DEFAULT_REPEAT, help="timed runs per call, after one warm-up (default 5)"
@@ -653,6 +685,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         results["sizes"].append(figures)
         if i == 0 and args.self_samples > 0:
             results["self_memory"] = self_memory(args.self_samples, args.traced_samples, figures["objects"], out)
+        del heap
+        gc.collect()
+    if args.strings:
+        figures, heap = bench_size(0, args.repeat, args.skip_pympler, out, strings=args.strings)
+        results["sizes"].append(figures)
         del heap
         gc.collect()
     results["total_seconds"] = time.perf_counter() - started

@@ -34,7 +34,8 @@ def test_small_run_writes_all_figures(tmp_path: Path) -> None:
     path = tmp_path / "b.json"
 
     code = bench.main(
-        ["--sizes", "20000", "--repeat", "1", "--skip-pympler", "--self-samples", "200", "--json", str(path)],
+        ["--sizes", "20000", "--strings", "20000", "--repeat", "1", "--skip-pympler"]
+        + ["--self-samples", "200", "--json", str(path)],
         out=out,
     )
 
@@ -42,8 +43,10 @@ def test_small_run_writes_all_figures(tmp_path: Path) -> None:
     results = json.loads(path.read_text(encoding="utf-8"))
     assert set(results) >= {"meta", "sizes", "self_memory", "total_seconds"}
     assert results["total_seconds"] > 0
-    (size,) = results["sizes"]
-    assert size["target"] == 20_000
+    size, strings = results["sizes"]
+    assert (size["target"], size["kind"]) == (20_000, "records")
+    assert (strings["strings"], strings["kind"]) == (20_000, "str+bytes")
+    assert strings["calls"]["leakwatch"]["median_seconds"] > 0
     assert size["objects"] > 0
     calls = size["calls"]
     for name in CALLS_MEASURED:
@@ -116,3 +119,27 @@ def test_cow_bench_measures_each_variant_in_a_forked_worker(tmp_path: Path) -> N
     assert r["variants"]["freeze"]["samples"] >= 2 and r["variants"]["no_freeze"]["samples"] >= 2
     assert all(v["before"] > 0 and v["after"] > 0 for v in r["variants"].values())
     assert set(r["leakwatch_added_bytes"]) == {"freeze", "no_freeze"}
+
+
+def test_the_cost_command_runs_every_section_and_names_both_leaks(tmp_path: Path) -> None:
+    bench = load_bench("bench_cost")
+    out = io.StringIO()
+    path = tmp_path / "cost.json"
+
+    assert bench.main(["--quick", "--json", str(path)], out=out) == 0
+
+    r = json.loads(path.read_text(encoding="utf-8"))
+    assert not any(r[s].get("failed") for s in ("sample", "throughput", "detect")), out.getvalue()[-3000:]
+    assert [s["kind"] for s in r["sample"]["sizes"]] == ["records", "str+bytes"]
+    throughput = r["throughput"]
+    for variant in ("none", "leakwatch", "tracemalloc"):
+        (run,) = throughput["runs"][variant]
+        assert run["requests_per_second"] > 0, variant
+    assert throughput["runs"]["leakwatch"][0]["leakwatch"]["trace_slowdown"] >= 0
+    assert set(throughput["ratios"]) >= {"leakwatch", "tracemalloc", "leakwatch-escalating"}
+    # A real leak at 1 MiB/min, hours of defaults simulated in seconds: both are named, with
+    # their allocation line, and tracing spends no more than trace_budget to find it.
+    for leak in r["detect"]["leaks"]:
+        assert leak["named"] is not None and leak["placed"] is not None, leak
+        assert leak["placed"]["trace_spend"] <= 0.05 + 1e-9, leak
+    assert "summary (ratios from this run)" in out.getvalue()
