@@ -98,6 +98,7 @@ class Budget:
       measured yet); `busy`: the share of a core the application's threads used between windows
       (what tracing's slowdown applies to); `trace_spend`: the share of the application's time tracing windows have cost
       it since the watcher started; `trace_credit`: application-seconds tracing may still cost.
+    - `windows`, `traced_seconds`: tracing windows leakwatch opened, and how long they ran in all.
     - `windows_deferred`: times a tracing window was wanted and put off until it was affordable.
     """
 
@@ -108,6 +109,8 @@ class Budget:
     busy: float = 0.0
     trace_spend: float = 0.0
     trace_credit: float = 0.0
+    windows: int = 0
+    traced_seconds: float = 0.0
     windows_deferred: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,4 +119,4 @@ class Budget:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Budget:
         fields = {f.name: f.type for f in dataclasses.fields(cls)}
-        return cls(**{k: (int(v) if k == "windows_deferred" else float(v)) for k, v in d.items() if k in fields})
+        return cls(**{k: (int(v) if k in ("windows", "windows_deferred") else float(v)) for k, v in d.items() if k in fields})

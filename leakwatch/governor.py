@@ -7,7 +7,8 @@ Two budgets, two kinds of cost:
   millions of objects), the interval stretches until it fits. The detector needs `MIN_POINTS`
   samples over half a window, so once the interval passes `window / WINDOW_TICKS` the window
   stretches with it (and its least growth with it, so the least growth *rate* is unchanged):
-  a huge heap is watched more slowly, never more expensively.
+  a huge heap is watched more slowly, never more expensively, up to `MAX_INTERVAL`; past it
+  the spend passes the budget (logged, and the LeakwatchOverBudget alert fires).
 - `trace_budget` is the share of the application's time tracing windows may cost it, averaged
   from the start. tracemalloc's cost falls on the application's threads, in every allocation,
   where no clock of ours sees it, so it is measured once on this thread (`slowdown`: how many
@@ -37,13 +38,16 @@ logger = logging.getLogger(__name__)
 
 # The window holds at least this many intervals: MIN_POINTS samples over half of it.
 WINDOW_TICKS = 2 * MIN_POINTS
-# The shortest tracing window worth opening: the allocations of its last second are what the
-# tick that closes it attributes.
+# The shortest tracing window worth opening (or half an interval, if less): the allocations of
+# its span are what the tick that closes it attributes.
 SHORTEST_WINDOW = 1.0
 # Weight of the newest tick in the smoothed tick cost and in the application's busy share.
 CPU_SMOOTHING = 0.25
 # The least busy share tracing is charged for: an idle process still allocates a little.
 BUSY_FLOOR = 0.02
+# The interval stretches no further than this (or the interval option, if longer): past it a
+# census costs more than the budget, and the spend shows it (LeakwatchOverBudget).
+MAX_INTERVAL = 120.0
 # The interval moves only when the cost it needs is this far off (no jitter tick to tick).
 STRETCH_UP = 1.1
 STRETCH_DOWN = 1.25
@@ -68,9 +72,12 @@ class Governor:
         self._credit_at = now
         self._traced_since: float | None = None  # start of an open window of ours
         self._trace_spent = 0.0
+        self._windows = 0
+        self._traced_seconds = 0.0
         self._deferred = 0
         self._waiting = False  # a window is wanted and not yet affordable
         self._said_stretch = False
+        self._said_ceiling = False
         self._said_deferred = False
 
     # --- leakwatch's own CPU ----------------------------------------------------------------
@@ -80,7 +87,18 @@ class Governor:
         cpu = max(0.0, cpu_seconds)
         self._own_cpu += cpu
         self._tick_cpu = cpu if self._tick_cpu is None else self._tick_cpu + CPU_SMOOTHING * (cpu - self._tick_cpu)
-        wanted = max(self.config.interval, self._tick_cpu / self.config.cpu_budget)
+        ceiling = max(self.config.interval, MAX_INTERVAL)
+        wanted = min(ceiling, max(self.config.interval, self._tick_cpu / self.config.cpu_budget))
+        if wanted == ceiling and self._tick_cpu > self.config.cpu_budget * ceiling and not self._said_ceiling:
+            self._said_ceiling = True
+            logger.warning(
+                "leakwatch: a sample of %s objects costs %.0f ms of CPU, more than cpu_budget %g%% allows even "
+                "at one sample every %.0f s; sampling goes on at that pace. Raise cpu_budget, or set census=false",
+                f"{objects:,}",
+                1000 * self._tick_cpu,
+                100 * self.config.cpu_budget,
+                ceiling,
+            )
         if self.interval / STRETCH_DOWN <= wanted <= self.interval * STRETCH_UP:
             return False
         self.interval = wanted
@@ -162,6 +180,7 @@ class Governor:
         self._accrue(now)
         self._traced_since = now if ours else None
         self._traced_between = self._traced_between or ours
+        self._windows += ours
 
     def window_closed(self, now: float) -> None:
         self._accrue(now)
@@ -174,6 +193,7 @@ class Governor:
         cap = self.trace_cost * self.config.trace_window
         earned = self.config.trace_budget * elapsed
         if self._traced_since is not None:
+            self._traced_seconds += elapsed
             spent = self.trace_cost * elapsed
             self._trace_spent += spent
             earned -= spent
@@ -194,5 +214,7 @@ class Governor:
             busy=self.busy,
             trace_spend=self._trace_spent / uptime,
             trace_credit=self._credit,
+            windows=self._windows,
+            traced_seconds=self._traced_seconds,
             windows_deferred=self._deferred,
         )

@@ -102,7 +102,8 @@ class Watcher:
         self._trace_resume_at = 0.0
         self._trace_length = self.config.trace_window  # of the open window, as the budget allowed
         self._trace_open_at: float | None = None  # a window shorter than a tick starts then
-        self._type_sites: dict[str, tuple[str, ...]] = {}  # sites of growing types not yet suspects
+        # Sites of growing types not yet suspects, and when each was last a candidate.
+        self._type_sites: dict[str, tuple[tuple[str, ...], float]] = {}
         self._next_tick_at = 0.0
         self._costs = CostMeter()
         self._governor = Governor(self.config, clock())
@@ -507,9 +508,14 @@ class Watcher:
         tracing = sites is not None and sites.active and sample.site_window != 0
         # Sites found for a type while it was only a candidate (a short window may have closed
         # since) are kept until it is confirmed or dropped.
-        type_sites = {**self._type_sites, **sample.type_sites}
-        new = detector.detect(self._history, verdict, self._params, type_sites, tracing)
-        self._type_sites = {k: v for k, v in type_sites.items() if f"type:{k}" in new.pending}
+        known = {**self._type_sites, **{k: (v, sample.t) for k, v in sample.type_sites.items()}}
+        new = detector.detect(self._history, verdict, self._params, {k: v for k, (v, _) in known.items()}, tracing)
+        # A candidate may drop out for a tick or two and come back: its sites are kept for a window.
+        self._type_sites = {
+            k: (v, sample.t if f"type:{k}" in new.pending else seen)
+            for k, (v, seen) in known.items()
+            if f"type:{k}" in new.pending or sample.t - seen < self._params.window
+        }
         detect_seconds = time.perf_counter() - started
         self._verdict = new
         self._steer_tracing(new, sample.t)
@@ -615,7 +621,7 @@ class Watcher:
         if all(not key.startswith("type:") for key in wanted):
             shortest = self.config.trace_window
         else:
-            shortest = SHORTEST_WINDOW if threaded else self._governor.interval
+            shortest = min(SHORTEST_WINDOW, self._governor.interval / 2) if threaded else self._governor.interval
         length = self._governor.affordable_window(now, shortest)
         if not threaded:  # closed by a later tick: whole intervals only, or it would overspend
             length = length // self._governor.interval * self._governor.interval

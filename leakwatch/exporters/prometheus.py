@@ -113,6 +113,8 @@ METRICS: tuple[MetricSpec, ...] = (
         (),
         "How many times slower allocation-heavy code runs while tracing, measured in this process; absent until measured.",
     ),
+    MetricSpec("leakwatch_trace_windows_total", "counter", (), "Tracing windows leakwatch opened."),
+    MetricSpec("leakwatch_trace_seconds_total", "counter", (), "Seconds leakwatch's tracing windows ran, in all."),
     MetricSpec(
         "leakwatch_trace_windows_deferred_total",
         "counter",
@@ -296,6 +298,8 @@ def _add_budget(add: Callable[[str, Sequence[str], float], None], budget: Budget
     add("leakwatch_trace_spend_ratio", [], budget.trace_spend)
     if budget.trace_slowdown > 0:
         add("leakwatch_trace_slowdown_ratio", [], budget.trace_slowdown)
+    add("leakwatch_trace_windows_total", [], budget.windows)
+    add("leakwatch_trace_seconds_total", [], budget.traced_seconds)
     add("leakwatch_trace_windows_deferred_total", [], budget.windows_deferred)
 
 

@@ -30,7 +30,9 @@ RATE_INTERVAL = "10s"
 # Alerts whose expression must return data while the demo leaks (it leaks; its RSS grows towards
 # the 128 MiB limit the demo is given; its CPU budget is set at the 0.0001 minimum), and alerts
 # whose expression must return nothing (leakwatch is healthy and has fewer suspects than its cap).
-FIRING = {"LeakwatchLeakSuspected", "LeakwatchMemoryLimitProjected", "LeakwatchOverBudget"}
+# LeakwatchOverBudget stays quiet: the cost governor keeps a watcher within its budget up to
+# a 120 s interval (its firing is tested by promtool in tests/deploy).
+FIRING = {"LeakwatchLeakSuspected", "LeakwatchMemoryLimitProjected"}
 QUIET = {"LeakwatchSuspectsOmitted", "LeakwatchErrors", "LeakwatchStalled"}
 
 
@@ -62,7 +64,6 @@ def demo(tmp_path_factory) -> Iterator[str]:
         LEAKWATCH_USS="true",
         LEAKWATCH_MEMORY_LIMIT="128MiB",
         LEAKWATCH_TRACEMALLOC="always",
-        LEAKWATCH_CPU_BUDGET="0.0001",
         PYTHONUNBUFFERED="1",
     )
     cmd = [sys.executable, "-m", "leakwatch", "demo", "--port", "0", "--interval", "0.1", "--duration", "600"]

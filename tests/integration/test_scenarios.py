@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import PROGRAMS, ROOT
+from .conftest import PROGRAMS, ROOT, UNBUDGETED
 
 SECONDS = float(os.environ.get("LEAKWATCH_TEST_SCENARIO_SECONDS", "20"))
 SETTINGS = {
@@ -146,7 +146,7 @@ def test_process_suspect_only_when_python_does_not_explain_rss(reports):
 
 def test_interval_alone_sets_a_short_judging_scale(tmp_path):
     """Only LEAKWATCH_INTERVAL: warm-up, window and tracing follow it, thresholds stay default."""
-    settings = {"LEAKWATCH_INTERVAL": "0.1", "LEAKWATCH_LOG_SUSPECTS": "false"}
+    settings = {"LEAKWATCH_INTERVAL": "0.1", "LEAKWATCH_LOG_SUSPECTS": "false", **UNBUDGETED}
     names = ["leak_steady", "leak_c_extension", "clean_bounded_cache", "clean_sawtooth"]
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = dict(zip(names, pool.map(lambda n: run_program(n, str(tmp_path), settings), names), strict=True))

@@ -442,3 +442,52 @@ def test_stranded_tasks_keep_their_verdict_while_every_task_is_finishing():
     finally:
         stranded.clear()
         loop.close()
+
+
+def test_a_tick_that_costs_more_than_cpu_budget_stretches_the_interval_and_says_so(caplog):
+    w = Watcher(interval=0.02, warmup=0.0, window=1.0, trace_window=0.5, tracemalloc="off", cpu_budget=0.0005)
+    with caplog.at_level(logging.INFO, logger="leakwatch.governor"):
+        w.start()
+        try:
+            wait_for(lambda: w.report().samples >= 1, timeout=10)
+            budget = w.report().budget
+            # A census of this test process costs milliseconds: at 0.05% of a core that is seconds apart.
+            assert budget.interval > 1.0, budget
+            assert budget.window >= 16 * budget.interval
+            ticks = w.report().samples
+            time.sleep(1.0)
+            assert w.report().samples <= ticks + 1, "the thread kept the stretched interval"
+        finally:
+            w.stop()
+    told = [r.getMessage() for r in caplog.records if "interval is now" in r.getMessage()]
+    assert len(told) == 1 and "cpu_budget 0.05%" in told[0]
+
+
+def test_windows_shorter_than_a_tick_run_between_ticks_and_name_the_leaks_line():
+    class Leaky:
+        def __init__(self) -> None:
+            self.payload = {"n": 1}
+
+    hoard: list[Leaky] = []
+    # trace_budget 1% pays for a fraction of a traced second every few seconds, even for this
+    # mostly idle loop: less than the 0.5 s between ticks, so the window must start between them.
+    w = Watcher(
+        interval=0.5, warmup=0.0, window=8.0, trace_window=2.0, cpu_budget=1.0, trace_budget=0.01, log_suspects=False
+    ).start()
+    try:
+        deadline = time.monotonic() + 60
+        found = None
+        while time.monotonic() < deadline and found is None:
+            hoard.extend(Leaky() for _ in range(40))  # LEAKY-LINE
+            sum(len(str(i)) for i in range(300))  # the busy part of the loop
+            time.sleep(0.01)
+            found = next((s for s in w.report().suspects if s.key.endswith("Leaky") and s.sites), None)
+        assert found is not None, w.report().suspects
+        assert any("test_watcher.py" in site for site in found.sites), found.sites
+        budget = w.report().budget
+        assert budget.windows >= 1
+        assert budget.traced_seconds / budget.windows < 0.5, "each window was shorter than a tick"
+        assert budget.trace_spend <= 0.01
+    finally:
+        w.stop()
+        hoard.clear()

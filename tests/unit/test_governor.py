@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from leakwatch.config import Config
-from leakwatch.governor import WINDOW_TICKS, Governor
+from leakwatch.governor import MAX_INTERVAL, WINDOW_TICKS, Governor
 
 
 def config(**options: object) -> Config:
@@ -146,3 +146,14 @@ def test_an_idle_application_is_still_charged_for_a_little_work():
     g.observe_process(0.0, process_cpu=0.0)
     g.observe_process(100.0, process_cpu=0.0)
     assert g.busy == 0.0 and g.trace_cost > 0
+
+
+def test_the_interval_stops_at_its_ceiling_and_the_overspend_is_said(caplog):
+    g = Governor(config(interval=5, window=300, cpu_budget=0.01), now=0.0)
+    with caplog.at_level(logging.INFO, logger="leakwatch.governor"):
+        for _ in range(20):
+            g.after_tick(3.0, objects=25_000_000)  # 300 s at 1%
+    assert g.interval == MAX_INTERVAL
+    assert g.snapshot(0.0).cpu_spend == pytest.approx(3.0 / MAX_INTERVAL, rel=0.05)
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "more than cpu_budget 1% allows" in warned[0].getMessage()
