@@ -3,8 +3,8 @@
 Two budgets, two kinds of cost:
 
 - `cpu_budget` is the share of one core leakwatch's own thread may use. Each tick's CPU time is
-  measured and smoothed; when `smoothed CPU / interval` would pass the budget (a census of
-  millions of objects), the interval stretches until it fits. The detector needs `MIN_POINTS`
+  measured and smoothed; when `smoothed CPU / interval` would pass `TARGET_SHARE` of the
+  budget (a census of millions of objects), the interval stretches until it fits. The detector needs `MIN_POINTS`
   samples over half a window, so once the interval passes `window / WINDOW_TICKS` the window
   stretches with it (and its least growth with it, so the least growth *rate* is unchanged):
   a huge heap is watched more slowly, never more expensively, up to `MAX_INTERVAL`; past it
@@ -45,6 +45,9 @@ SHORTEST_WINDOW = 1.0
 CPU_SMOOTHING = 0.25
 # The least busy share tracing is charged for: an idle process still allocates a little.
 BUSY_FLOOR = 0.02
+# The pace aims at this share of cpu_budget: the rest is headroom for what a tick's CPU time
+# does not show (the caches a census leaves cold, handing the GIL back and forth).
+TARGET_SHARE = 0.8
 # The interval stretches no further than this (or the interval option, if longer): past it a
 # census costs more than the budget, and the spend shows it (LeakwatchOverBudget).
 MAX_INTERVAL = 120.0
@@ -88,7 +91,7 @@ class Governor:
         self._own_cpu += cpu
         self._tick_cpu = cpu if self._tick_cpu is None else self._tick_cpu + CPU_SMOOTHING * (cpu - self._tick_cpu)
         ceiling = max(self.config.interval, MAX_INTERVAL)
-        wanted = min(ceiling, max(self.config.interval, self._tick_cpu / self.config.cpu_budget))
+        wanted = min(ceiling, max(self.config.interval, self._tick_cpu / (TARGET_SHARE * self.config.cpu_budget)))
         if wanted == ceiling and self._tick_cpu > self.config.cpu_budget * ceiling and not self._said_ceiling:
             self._said_ceiling = True
             logger.warning(
@@ -99,8 +102,10 @@ class Governor:
                 100 * self.config.cpu_budget,
                 ceiling,
             )
-        if self.interval / STRETCH_DOWN <= wanted <= self.interval * STRETCH_UP:
-            return False
+        if wanted == self.interval or (
+            wanted > self.config.interval and self.interval / STRETCH_DOWN <= wanted <= self.interval * STRETCH_UP
+        ):
+            return False  # (a pace back at the interval option is taken at once)
         self.interval = wanted
         self.window = max(self.config.window, WINDOW_TICKS * self.interval)
         if self.interval > self.config.interval and not self._said_stretch:

@@ -36,7 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 SECTIONS = ("sample", "throughput", "detect")
 QUICK = {
     "sample": ["--sizes", "20000", "--strings", "20000", "--repeat", "1", "--skip-pympler", "--self-samples", "100"],
-    "throughput": ["--objects", "20000", "--seconds", "1", "--repeat", "1", "--escalation-seconds", "2"],
+    "throughput": ["--objects", "20000", "--seconds", "1", "--peer-seconds", "1", "--repeat", "1", "--escalation-seconds", "2"],
     "detect": ["--objects", "10000", "--hours", "0.3"],
 }
 DEFAULT_JSON = "bench-cost.json"

@@ -1,7 +1,7 @@
 """Steady-state overhead: a request-style loop's throughput under each tool, side by side in one run.
 
-    python tests/bench/bench_throughput.py [--objects 1M] [--seconds 60] [--repeat 3]
-                                           [--escalation-seconds 300] [--json PATH]
+    python tests/bench/bench_throughput.py [--objects 1M] [--seconds 90] [--peer-seconds 20]
+                                           [--repeat 3] [--escalation-seconds 300] [--json PATH]
 
 The loop is allocation-heavy on purpose (each request builds dicts, lists and strings, and
 does a JSON round trip) and runs on a heap of `--objects` gc-tracked objects (the same records
@@ -18,7 +18,9 @@ as bench_sample.py), so every census walks a big heap. Variants, each in a fresh
   ``none`` run of the same length.
 
 Variants run in rounds (each round runs each variant once, in turn), so a slow spell of the
-machine weighs on all alike; ratios are of medians over rounds. A child builds its heap,
+machine weighs on all alike; ratios are of medians over rounds. ``none`` and ``leakwatch`` run
+`--seconds` each (the 1% question needs long runs); tracemalloc and memray, whose cost is
+many times larger, `--peer-seconds`. A child builds its heap,
 warms the loop for 3 s, starts its tool, then counts requests for the run's length.
 
 Prints a table, writes JSON, exits 0 whatever the figures: a measurement, not a test.
@@ -173,15 +175,18 @@ def available(variant: str) -> str | None:
     return None
 
 
-def measure(objects: int, seconds: float, repeat: int, escalation_seconds: float, out: TextIO) -> dict[str, Any]:
+def measure(
+    objects: int, seconds: float, peer_seconds: float, repeat: int, escalation_seconds: float, out: TextIO
+) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
     skipped = {v: why for v in VARIANTS if (why := available(v))}
     for round_no in range(1, repeat + 1):
         for variant in VARIANTS:
             if variant in skipped:
                 continue
-            print(f"  round {round_no}/{repeat}: {variant} for {seconds:g} s ...", file=out, flush=True)
-            runs[variant].append(run_child(variant, objects, seconds))
+            length = seconds if variant in ("none", "leakwatch") else peer_seconds
+            print(f"  round {round_no}/{repeat}: {variant} for {length:g} s ...", file=out, flush=True)
+            runs[variant].append(run_child(variant, objects, length))
     escalation: dict[str, list[dict[str, Any]]] = {"none": [], ESCALATING: []}
     if escalation_seconds > 0:
         for variant in ("none", ESCALATING):
@@ -190,6 +195,7 @@ def measure(objects: int, seconds: float, repeat: int, escalation_seconds: float
     return {
         "objects": objects,
         "seconds": seconds,
+        "peer_seconds": peer_seconds,
         "repeat": repeat,
         "escalation_seconds": escalation_seconds,
         "skipped": skipped,
@@ -224,7 +230,7 @@ def ratios_of(runs: dict[str, list[dict[str, Any]]], escalation: dict[str, list[
 def render(results: dict[str, Any]) -> str:
     lines = [
         f"request-loop throughput on a {results['objects']:,}-object heap: {results['repeat']} rounds of "
-        f"{results['seconds']:g} s per variant, each in a fresh process",
+        f"{results['seconds']:g} s (tracemalloc, memray: {results['peer_seconds']:g} s), each in a fresh process",
         "  variant                 median req/s   vs none   target",
     ]
     base = median_rps(results["runs"]["none"])
@@ -268,7 +274,8 @@ def render(results: dict[str, Any]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Request-loop throughput with leakwatch, tracemalloc and memray, side by side.")
     parser.add_argument("--objects", type=bench_sample.parse_size, default=1_000_000, help="heap size (default 1M)")
-    parser.add_argument("--seconds", type=float, default=60.0, help="length of each measured run (default 60)")
+    parser.add_argument("--seconds", type=float, default=90.0, help="length of each run without and with leakwatch (default 90)")
+    parser.add_argument("--peer-seconds", type=float, default=20.0, help="length of each tracemalloc and memray run (default 20)")
     parser.add_argument("--repeat", type=bench_sample.positive_int, default=3, help="rounds (default 3)")
     parser.add_argument(
         "--escalation-seconds", type=float, default=300.0, help="length of the escalation pair; 0 leaves it out (default 300)"
@@ -284,7 +291,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     if args.child:
         print(json.dumps(child(args.child, args.objects, args.seconds)))
         return 0
-    results = measure(args.objects, args.seconds, args.repeat, args.escalation_seconds, out)
+    results = measure(args.objects, args.seconds, args.peer_seconds, args.repeat, args.escalation_seconds, out)
     print(render(results), file=out)
     with open(args.json, "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2)

@@ -27,6 +27,8 @@ CLIENT_METRICS = {
 # leakwatch metrics the dashboard may leave out, and why.
 NOT_ON_DASHBOARD = {
     "leakwatch_samples_total": "runs per probe; Samples per second shows leakwatch_ticks_total",
+    "leakwatch_trace_slowdown_ratio": "absent until leakwatch first wants a window of its own; "
+    "what it costs shows in Tracing against its budget",
 }
 METRIC_NAME = re.compile(r"\b(?:leakwatch|process|python)_\w+")
 STRING = re.compile(r'"(?:[^"\\]|\\.)*"')

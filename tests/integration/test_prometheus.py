@@ -33,7 +33,7 @@ RATE_INTERVAL = "10s"
 # LeakwatchOverBudget stays quiet: the cost governor keeps a watcher within its budget up to
 # a 120 s interval (its firing is tested by promtool in tests/deploy).
 FIRING = {"LeakwatchLeakSuspected", "LeakwatchMemoryLimitProjected"}
-QUIET = {"LeakwatchSuspectsOmitted", "LeakwatchErrors", "LeakwatchStalled"}
+QUIET = {"LeakwatchSuspectsOmitted", "LeakwatchErrors", "LeakwatchStalled", "LeakwatchOverBudget"}
 
 
 def free_port() -> int:

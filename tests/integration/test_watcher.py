@@ -463,31 +463,38 @@ def test_a_tick_that_costs_more_than_cpu_budget_stretches_the_interval_and_says_
     assert len(told) == 1 and "cpu_budget 0.05%" in told[0]
 
 
-def test_windows_shorter_than_a_tick_run_between_ticks_and_name_the_leaks_line():
-    class Leaky:
-        def __init__(self) -> None:
-            self.payload = {"n": 1}
-
-    hoard: list[Leaky] = []
+def test_windows_shorter_than_a_tick_run_between_ticks_and_name_the_leaks_line(python, subprocess_env):
+    # In a fresh process: this one's heap of earlier tests would slow every tick.
     # trace_budget 1% pays for a fraction of a traced second every few seconds, even for this
     # mostly idle loop: less than the 0.5 s between ticks, so the window must start between them.
-    w = Watcher(
-        interval=0.5, warmup=0.0, window=8.0, trace_window=2.0, cpu_budget=1.0, trace_budget=0.01, log_suspects=False
-    ).start()
-    try:
+    code = """
+        import dataclasses, json, sys, time
+        from leakwatch.watcher import Watcher
+
+        class Leaky:
+            def __init__(self):
+                self.payload = {"n": 1}
+
+        hoard = []
+        w = Watcher(interval=0.5, warmup=0.0, window=8.0, trace_window=2.0, cpu_budget=1.0, trace_budget=0.01,
+                    log_suspects=False).start()
         deadline = time.monotonic() + 60
         found = None
         while time.monotonic() < deadline and found is None:
-            hoard.extend(Leaky() for _ in range(40))  # LEAKY-LINE
+            hoard.extend(Leaky() for _ in range(40))
             sum(len(str(i)) for i in range(300))  # the busy part of the loop
             time.sleep(0.01)
             found = next((s for s in w.report().suspects if s.key.endswith("Leaky") and s.sites), None)
-        assert found is not None, w.report().suspects
-        assert any("test_watcher.py" in site for site in found.sites), found.sites
-        budget = w.report().budget
-        assert budget.windows >= 1
-        assert budget.traced_seconds / budget.windows < 0.5, "each window was shorter than a tick"
-        assert budget.trace_spend <= 0.01
-    finally:
         w.stop()
-        hoard.clear()
+        print(json.dumps({"sites": list(found.sites) if found else None,
+                          "budget": dataclasses.asdict(w.report().budget)}))
+    """
+    result = run_child(python, code, subprocess_env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.splitlines()[-1])
+    leak_line = next(i for i, line in enumerate(textwrap.dedent(code).splitlines(), 1) if "hoard.extend" in line)
+    assert out["sites"] and any(site.endswith(f":{leak_line}") for site in out["sites"]), out
+    budget = out["budget"]
+    assert budget["windows"] >= 1
+    assert budget["traced_seconds"] / budget["windows"] < 0.5, "each window was shorter than a tick"
+    assert budget["trace_spend"] <= 0.01
