@@ -132,11 +132,12 @@ def test_the_cost_command_runs_every_section_and_names_both_leaks(tmp_path: Path
     assert not any(r[s].get("failed") for s in ("sample", "throughput", "detect")), out.getvalue()[-3000:]
     assert [s["kind"] for s in r["sample"]["sizes"]] == ["records", "str+bytes"]
     throughput = r["throughput"]
-    for variant in ("none", "leakwatch", "tracemalloc"):
-        (run,) = throughput["runs"][variant]
-        assert run["requests_per_second"] > 0, variant
-    assert throughput["runs"]["leakwatch"][0]["leakwatch"]["trace_slowdown"] >= 0
-    assert set(throughput["ratios"]) >= {"leakwatch", "tracemalloc", "leakwatch-escalating"}
+    for variant in ("leakwatch", "tracemalloc", "memray", "leakwatch-escalating"):
+        ((none, run),) = throughput["pairs"][variant]  # one round each, side by side
+        assert none["variant"] == "none" and none["requests_per_second"] > 0, variant
+        assert run["requests_per_second"] > 0 and run["requests_per_cpu_second"] > 0, variant
+    assert throughput["pairs"]["leakwatch"][0][1]["leakwatch"]["ticks"] >= 0
+    assert set(throughput["ratios"]) == {"leakwatch", "tracemalloc", "memray", "leakwatch-escalating"}
     # A real leak at 1 MiB/min, hours of defaults simulated in seconds: both are named, with
     # their allocation line, and tracing spends no more than trace_budget to find it.
     for leak in r["detect"]["leaks"]:
