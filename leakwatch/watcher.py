@@ -499,7 +499,7 @@ class Watcher:
 
     def _tick(self) -> Report:
         verdict = self._verdict
-        attribute = [k.split(":", 1)[1] for k in self._unexplained(verdict)]
+        attribute = [k.split(":", 1)[1] for k in self._unexplained(verdict) if k.startswith("type:")]
         sample = self._sampler.sample(attribute, self._history.own_objects())
         self._objects = int(sum(sample.values.get("type", {}).values()))
         self._history.add(sample, verdict.protected())
