@@ -53,6 +53,8 @@ TREND_POINTS = 32
 TOP_KINDS = ("type", "site")
 # After a tracing window, wait this many window lengths before the next (at most 1/3 duty).
 TRACE_COOLDOWN = 2.0
+# Samples a whole tracing window takes at least (the detector judges sites on 8 of them).
+WINDOW_SAMPLES = detector.MIN_POINTS + 2
 WORKERS_DIR_ENV = "LEAKWATCH_WORKERS_DIR"
 # Type keys of asyncio's tasks (the C one, and the pure-Python one where _asyncio is missing).
 TASK_TYPES = frozenset({"_asyncio.Task", "asyncio.tasks.Task"})
@@ -102,6 +104,7 @@ class Watcher:
         self._trace_resume_at = 0.0
         self._trace_length = self.config.trace_window  # of the open window, as the budget allowed
         self._trace_open_at: float | None = None  # a window shorter than a tick starts then
+        self._trace_whole = False  # the open window is for site series, not only attribution
         # Sites of growing types not yet suspects, and when each was last a candidate.
         self._type_sites: dict[str, tuple[tuple[str, ...], float]] = {}
         self._next_tick_at = 0.0
@@ -303,10 +306,19 @@ class Watcher:
                     continue
                 self._tick_safely()
                 self._publish()
-                self._next_tick_at = self._clock() + self._governor.interval
+                self._next_tick_at = self._clock() + self._tick_gap()
         finally:
             if stop.is_set():  # not a thread lost to fork
                 self._finish()
+
+    def _tick_gap(self) -> float:
+        """The governed interval; shorter inside a whole tracing window, whose sites are judged
+        on at least `WINDOW_SAMPLES` samples even when a big heap has stretched the interval
+        (a few more ticks once in hours of credit)."""
+        sites = self._sampler.sites
+        if self._trace_whole and sites is not None and sites.active:
+            return min(self._governor.interval, self._trace_length / WINDOW_SAMPLES)
+        return self._governor.interval
 
     def _next_wait(self) -> float:
         """Seconds to what the thread does next: a tick at the governed interval, a tick at the
@@ -609,7 +621,7 @@ class Watcher:
         if not wanted or now < self._trace_resume_at or self._trace_open_at is not None:
             return
         if tracemalloc.is_tracing():  # the application's own tracing: reading it costs nothing more
-            self._trace_length = self.config.trace_window
+            self._trace_length, self._trace_whole = self.config.trace_window, True
             self._open_trace_window(now)
             return
         if self._governor.slowdown == 0.0:
@@ -618,7 +630,8 @@ class Watcher:
         # needs the thread to start it between ticks). Growth no type explains needs a whole
         # window of site series to find where it is.
         threaded = threading.current_thread() is self._thread
-        if all(not key.startswith("type:") for key in wanted):
+        whole = all(not key.startswith("type:") for key in wanted)
+        if whole:
             shortest = self.config.trace_window
         else:
             shortest = min(SHORTEST_WINDOW, self._governor.interval / 2) if threaded else self._governor.interval
@@ -628,6 +641,7 @@ class Watcher:
         if length <= 0.0:
             return
         self._trace_length = length
+        self._trace_whole = whole
         if length >= self._governor.interval or not threaded:
             self._open_trace_window(now)
         else:

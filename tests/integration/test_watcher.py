@@ -498,3 +498,32 @@ def test_windows_shorter_than_a_tick_run_between_ticks_and_name_the_leaks_line(p
     assert budget["windows"] >= 1
     assert budget["traced_seconds"] / budget["windows"] < 0.5, "each window was shorter than a tick"
     assert budget["trace_spend"] <= 0.01
+
+
+def test_a_whole_tracing_window_takes_enough_samples_when_the_interval_is_long(python, subprocess_env):
+    # bytes growth, which no type explains: only a whole window of site series can place it. The
+    # 1 s interval would give a 4 s window 4 samples; the detector needs 8.
+    code = """
+        import json, time
+        from leakwatch.watcher import Watcher
+
+        kept = []
+        w = Watcher(interval=1.0, warmup=0.0, window=16.0, trace_window=4.0, cpu_budget=1.0, trace_budget=100.0,
+                    log_suspects=False).start()
+        traced, deadline = set(), time.monotonic() + 60
+        while time.monotonic() < deadline:
+            kept.append(bytes(20_000))
+            time.sleep(0.01)
+            report = w.report()
+            if report.tracing == "window":
+                traced.add(report.samples)
+            elif traced:
+                break
+        w.stop()
+        print(json.dumps({"traced": len(traced), "windows": w.report().budget.windows}))
+    """
+    result = run_child(python, code, subprocess_env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.splitlines()[-1])
+    assert out["windows"] >= 1, out
+    assert out["traced"] >= 8, out
