@@ -467,6 +467,7 @@ def test_windows_shorter_than_a_tick_run_between_ticks_and_name_the_leaks_line(p
     # In a fresh process: this one's heap of earlier tests would slow every tick.
     # trace_budget 1% pays for a fraction of a traced second every few seconds, even for this
     # mostly idle loop: less than the 0.5 s between ticks, so the window must start between them.
+    # A whole 4 s window (for the blocks the leak also grows) would take minutes of credit.
     code = """
         import dataclasses, json, sys, time
         from leakwatch.watcher import Watcher
@@ -476,17 +477,20 @@ def test_windows_shorter_than_a_tick_run_between_ticks_and_name_the_leaks_line(p
                 self.payload = {"n": 1}
 
         hoard = []
-        w = Watcher(interval=0.5, warmup=0.0, window=8.0, trace_window=2.0, cpu_budget=1.0, trace_budget=0.01,
+        w = Watcher(interval=0.5, warmup=0.0, window=8.0, trace_window=4.0, cpu_budget=1.0, trace_budget=0.01,
                     log_suspects=False).start()
         deadline = time.monotonic() + 60
-        found = None
-        while time.monotonic() < deadline and found is None:
+        found = first = None
+        while time.monotonic() < deadline and (found is None or first is None):
             hoard.extend(Leaky() for _ in range(40))
             sum(len(str(i)) for i in range(300))  # the busy part of the loop
             time.sleep(0.01)
-            found = next((s for s in w.report().suspects if s.key.endswith("Leaky") and s.sites), None)
+            report = w.report()
+            found = found or next((s for s in report.suspects if s.key.endswith("Leaky") and s.sites), None)
+            if first is None and report.budget.windows == 1 and report.tracing == "idle":
+                first = report.budget.traced_seconds  # the first window, closed
         w.stop()
-        print(json.dumps({"sites": list(found.sites) if found else None,
+        print(json.dumps({"sites": list(found.sites) if found else None, "first_window": first,
                           "budget": dataclasses.asdict(w.report().budget)}))
     """
     result = run_child(python, code, subprocess_env, timeout=120)
@@ -494,10 +498,10 @@ def test_windows_shorter_than_a_tick_run_between_ticks_and_name_the_leaks_line(p
     out = json.loads(result.stdout.splitlines()[-1])
     leak_line = next(i for i, line in enumerate(textwrap.dedent(code).splitlines(), 1) if "hoard.extend" in line)
     assert out["sites"] and any(site.endswith(f":{leak_line}") for site in out["sites"]), out
-    budget = out["budget"]
-    assert budget["windows"] >= 1
-    assert budget["traced_seconds"] / budget["windows"] < 0.5, "each window was shorter than a tick"
-    assert budget["trace_spend"] <= 0.01
+    # The first window only attributes the growing type: shorter than a tick. Later ones may be
+    # whole windows, for the interpreter blocks the leak also grows.
+    assert out["first_window"] is not None and 0 < out["first_window"] < 0.5, out
+    assert out["budget"]["trace_spend"] <= 0.01
 
 
 def test_a_whole_tracing_window_takes_enough_samples_when_the_interval_is_long(python, subprocess_env):
