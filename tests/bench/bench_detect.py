@@ -21,7 +21,6 @@ in this process, and windows are charged in simulated time.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -155,10 +154,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
     results = measure(args.objects, args.rate_mib, args.hours, out)
-    print(render(results), file=out)
-    with open(args.json, "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=2)
-    print(f"figures written to {args.json}", file=out)
+    bench_sample.publish(render(results), results, args.json, out)
     return 0
 
 

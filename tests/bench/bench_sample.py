@@ -641,6 +641,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def publish(table: str, results: dict[str, Any], path: str, out: TextIO) -> None:
+    """Print a benchmark's table, write its figures to `path` as JSON, and say where."""
+    print(table, file=out)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2)
+    print(f"figures written to {path}", file=out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bench_sample.py",
@@ -694,10 +702,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         gc.collect()
     results["total_seconds"] = time.perf_counter() - started
     print("", file=out)
-    print(render(results), file=out)
-    with open(args.json, "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=2)
-    print(f"figures written to {args.json}", file=out)
+    publish(render(results), results, args.json, out)
     return 0
 
 

@@ -326,10 +326,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         print(json.dumps(child(args.child, args.objects, args.seconds, args.core)))
         return 0
     results = measure(args.objects, args.seconds, args.peer_seconds, args.repeat, args.escalation_seconds, out)
-    print(render(results), file=out)
-    with open(args.json, "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=2)
-    print(f"figures written to {args.json}", file=out)
+    bench_sample.publish(render(results), results, args.json, out)
     return 0
 
 
