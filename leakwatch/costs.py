@@ -94,6 +94,8 @@ class Budget:
     - `interval`, `window`: seconds between samples and the detector's window now; longer than
       the options when a sample costs more than `cpu_budget` allows at the configured pace.
     - `cpu_spend`: the smoothed CPU time of a tick over the interval: the share of one core spent.
+    - `core_share`: the share of a core the process's threads get when they want one (1 on a
+      core of its own; about 0.5 beside another busy process); `cpu_budget` applies to it.
     - `trace_slowdown`: how many times slower allocation-heavy code runs while tracing (0: not
       measured yet); `busy`: the share of a core the application's threads used between windows
       (what tracing's slowdown applies to); `trace_spend`: the share of the application's time tracing windows have cost
@@ -105,6 +107,7 @@ class Budget:
     interval: float = 0.0
     window: float = 0.0
     cpu_spend: float = 0.0
+    core_share: float = 1.0
     trace_slowdown: float = 0.0
     busy: float = 0.0
     trace_spend: float = 0.0

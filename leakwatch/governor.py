@@ -9,6 +9,11 @@ Two budgets, two kinds of cost:
   stretches with it (and its least growth with it, so the least growth *rate* is unchanged):
   a huge heap is watched more slowly, never more expensively, up to `MAX_INTERVAL`; past it
   the spend passes the budget (logged, and the LeakwatchOverBudget alert fires).
+- A share of one core weighs more on a process that does not get a whole core: beside another
+  busy process on the same core it gets half, and 1% of a core is 2% of its work. So the
+  budget applies to the share of a core the process's threads get when they want one
+  (`core_share`: the CPU time they ran over that plus the time they waited on a run queue,
+  from the kernel's scheduler statistics; 1 where it does not say), down to `CORE_SHARE_FLOOR`.
 - `trace_budget` is the share of the application's time tracing windows may cost it, averaged
   from the start. tracemalloc's cost falls on the application's threads, in every allocation,
   where no clock of ours sees it, so it is measured once on this thread (`slowdown`: how many
@@ -48,6 +53,11 @@ BUSY_FLOOR = 0.02
 # The pace aims at this share of cpu_budget: the rest is headroom for what a tick's CPU time
 # does not show (the caches a census leaves cold, handing the GIL back and forth).
 TARGET_SHARE = 0.8
+# The budget shrinks with the process's share of a core no further than this.
+CORE_SHARE_FLOOR = 0.25
+# A share is read only over spans in which the process's threads ran or waited this long:
+# an idle process's few milliseconds say nothing about its core.
+CORE_SHARE_MIN_SECONDS = 0.1
 # The interval stretches no further than this (or the interval option, if longer): past it a
 # census costs more than the budget, and the spend shows it (LeakwatchOverBudget).
 MAX_INTERVAL = 120.0
@@ -65,6 +75,9 @@ class Governor:
         self.window = config.window
         self.slowdown = 0.0  # tracing's measured slowdown of allocation-heavy code; 0 until measured
         self._tick_cpu: float | None = None
+        self.core_share = 1.0  # share of a core the process gets when it wants one, smoothed
+        self._last_sched: tuple[float, float] | None = None  # (ran, waited) of its threads
+        self._share_seen = False
         self._own_cpu = 0.0  # CPU seconds of every tick so far
         self.busy = 1.0  # share of a core the application used between windows, smoothed
         self._busy_seen = False
@@ -85,21 +98,43 @@ class Governor:
 
     # --- leakwatch's own CPU ----------------------------------------------------------------
 
+    def observe_contention(self, sched: tuple[float, float] | None) -> None:
+        """Take the seconds the process's threads have run and waited for a core so far
+        (`probes.process.run_and_wait_seconds`); the next tick's pace uses the share."""
+        if sched is None:
+            return
+        last, self._last_sched = self._last_sched, sched
+        if last is None:
+            return
+        ran, waited = sched[0] - last[0], sched[1] - last[1]
+        if ran < 0.0 or waited < 0.0 or ran + waited < CORE_SHARE_MIN_SECONDS:
+            self._last_sched = last  # too short to tell (or threads ended): keep counting
+            return
+        share = max(CORE_SHARE_FLOOR, ran / (ran + waited))
+        self.core_share = share if not self._share_seen else self.core_share + CPU_SMOOTHING * (share - self.core_share)
+        self._share_seen = True
+
+    @property
+    def budget(self) -> float:
+        """The share of one core leakwatch may spend now: cpu_budget of the process's share."""
+        return self.config.cpu_budget * self.core_share
+
     def after_tick(self, cpu_seconds: float, objects: int) -> bool:
         """Take one tick's CPU time; True when the interval (and maybe the window) changed."""
         cpu = max(0.0, cpu_seconds)
         self._own_cpu += cpu
         self._tick_cpu = cpu if self._tick_cpu is None else self._tick_cpu + CPU_SMOOTHING * (cpu - self._tick_cpu)
         ceiling = max(self.config.interval, MAX_INTERVAL)
-        wanted = min(ceiling, max(self.config.interval, self._tick_cpu / (TARGET_SHARE * self.config.cpu_budget)))
-        if wanted == ceiling and self._tick_cpu > self.config.cpu_budget * ceiling and not self._said_ceiling:
+        wanted = min(ceiling, max(self.config.interval, self._tick_cpu / (TARGET_SHARE * self.budget)))
+        if wanted == ceiling and self._tick_cpu > self.budget * ceiling and not self._said_ceiling:
             self._said_ceiling = True
             logger.warning(
-                "leakwatch: a sample of %s objects costs %.0f ms of CPU, more than cpu_budget %g%% allows even "
+                "leakwatch: a sample of %s objects costs %.0f ms of CPU, more than cpu_budget %g%%%s allows even "
                 "at one sample every %.0f s; sampling goes on at that pace. Raise cpu_budget, or set census=false",
                 f"{objects:,}",
                 1000 * self._tick_cpu,
                 100 * self.config.cpu_budget,
+                self._share_note(),
                 ceiling,
             )
         if wanted == self.interval or (
@@ -111,17 +146,23 @@ class Governor:
         if self.interval > self.config.interval and not self._said_stretch:
             self._said_stretch = True
             logger.info(
-                "leakwatch: a sample of %s objects costs %.0f ms of CPU; to keep within cpu_budget %g%% "
+                "leakwatch: a sample of %s objects costs %.0f ms of CPU; to keep within cpu_budget %g%%%s "
                 "the interval is now %.1f s (interval option %.1f s) and the window %.0f s (window option %.0f s)",
                 f"{objects:,}",
                 1000 * self._tick_cpu,
                 100 * self.config.cpu_budget,
+                self._share_note(),
                 self.interval,
                 self.config.interval,
                 self.window,
                 self.config.window,
             )
         return True
+
+    def _share_note(self) -> str:
+        if self.core_share >= 0.95:
+            return ""
+        return f" of the {100 * self.core_share:.0f}% of a core this process gets (its threads wait for one)"
 
     @property
     def growth_scale(self) -> float:
@@ -215,6 +256,7 @@ class Governor:
             interval=self.interval,
             window=self.window,
             cpu_spend=(self._tick_cpu or 0.0) / self.interval,
+            core_share=self.core_share,
             trace_slowdown=self.slowdown,
             busy=self.busy,
             trace_spend=self._trace_spent / uptime,

@@ -29,6 +29,7 @@ from leakwatch.errors import LeakwatchError
 from leakwatch.governor import SHORTEST_WINDOW, Governor
 from leakwatch.history import History
 from leakwatch.model import Report, Sample, Suspect
+from leakwatch.probes.process import run_and_wait_seconds
 from leakwatch.probes.sites import measure_slowdown
 from leakwatch.sampler import Sampler
 
@@ -300,6 +301,8 @@ class Watcher:
         try:
             if self.role == "worker":
                 self._claim_slot()
+            with self._tick_lock:
+                self._governor.observe_contention(run_and_wait_seconds())
             self._next_tick_at = self._clock() + self._governor.interval
             while not stop.wait(self._next_wait()):
                 if self._open_planned_window():
@@ -490,6 +493,7 @@ class Watcher:
             report = self._tick()
             cpu = time.thread_time() - cpu
             self._costs.add(report.durations, cpu)
+            self._governor.observe_contention(run_and_wait_seconds())
             if self._governor.after_tick(cpu, self._objects):
                 self._params = dataclasses.replace(
                     self._params,

@@ -96,6 +96,12 @@ METRICS: tuple[MetricSpec, ...] = (
         "Share of one core sampling spends at the current pace (a tick's smoothed CPU time over the interval).",
     ),
     MetricSpec(
+        "leakwatch_core_share_ratio",
+        "gauge",
+        (),
+        "Share of a core this process's threads get when they want one (1 on a core of its own); cpu_budget applies to it.",
+    ),
+    MetricSpec(
         "leakwatch_trace_budget_ratio",
         "gauge",
         (),
@@ -292,6 +298,7 @@ def _add_budget(add: Callable[[str, Sequence[str], float], None], budget: Budget
     """The budgets, what is spent of them, and how far the governor stretched the pace."""
     add("leakwatch_cpu_budget_ratio", [], config.cpu_budget)
     add("leakwatch_cpu_spend_ratio", [], budget.cpu_spend)
+    add("leakwatch_core_share_ratio", [], budget.core_share)
     add("leakwatch_interval_seconds", [], budget.interval or config.interval)
     add("leakwatch_window_seconds", [], budget.window or config.window)
     add("leakwatch_trace_budget_ratio", [], config.trace_budget)

@@ -43,6 +43,36 @@ class ProcessProbe:
         return values
 
 
+# At most this many threads' scheduler statistics are read per tick (a pool of hundreds of
+# idle threads adds nothing but file reads).
+SCHED_THREADS = 256
+
+
+def run_and_wait_seconds(task_dir: str = "/proc/self/task") -> tuple[float, float] | None:
+    """CPU seconds this process's threads ran, and seconds they waited on a run queue for a
+    core, since they started (Linux `schedstat`); None where the kernel does not say.
+
+    The two together tell how much of a core the process gets when it wants one: a process
+    sharing its core with another busy one waits about as long as it runs.
+    """
+    try:
+        tasks = os.listdir(task_dir)
+    except OSError:
+        return None
+    ran = waited = 0
+    seen = 0
+    for tid in tasks[:SCHED_THREADS]:
+        try:
+            with open(os.path.join(task_dir, tid, "schedstat"), encoding="ascii") as f:
+                fields = f.read().split()
+            ran += int(fields[0])
+            waited += int(fields[1])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that just ended, or a kernel without schedstats
+        seen += 1
+    return (ran / 1e9, waited / 1e9) if seen else None
+
+
 # cgroup v1 reports "no limit" as a huge number near 2**63; anything above this is no limit.
 _V1_UNLIMITED = 1 << 60
 

@@ -36,7 +36,10 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 SECTIONS = ("sample", "throughput", "detect")
 QUICK = {
     "sample": ["--sizes", "20000", "--strings", "20000", "--repeat", "1", "--skip-pympler", "--self-samples", "100"],
-    "throughput": ["--objects", "20000", "--seconds", "1", "--peer-seconds", "1", "--repeat", "1", "--escalation-seconds", "2"],
+    "throughput": [
+        *("--objects", "20000", "--seconds", "1", "--peer-seconds", "1", "--baseline-seconds", "0.5"),
+        *("--repeat", "1", "--escalation-seconds", "2"),
+    ],
     "detect": ["--objects", "10000", "--hours", "0.3"],
 }
 DEFAULT_JSON = "bench-cost.json"
@@ -74,6 +77,7 @@ def summary(results: dict[str, Any]) -> list[str]:
             ("leakwatch_over_floor", "sample / floor"),
             ("objgraph_over_leakwatch", "objgraph.typestats / sample"),
             ("leakwatch_stall_over_get_objects_stall", "stall / gc.get_objects() stall"),
+            ("leakwatch_stall_over_one_call_stall", "stall / stall of get_objects + types in 1 C call"),
         ):
             r = size["ratios"].get(key)
             if r is not None:

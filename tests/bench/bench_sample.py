@@ -12,9 +12,14 @@ For each heap size N it builds a realistic mix of gc-tracked objects (instances 
 3. ``objgraph.typestats()``;
 4. pympler: ``tracker.SummaryTracker()``, then ``diff()`` twice; the second is timed, once per
    size (seconds at 1M objects);
-5. for each of these, and for ``gc.get_objects()`` alone (the reference), the longest stall
-   another thread sees: a ticker thread sleeps 1 ms in a loop and records its longest gap
-   between wakeups while the call runs.
+5. for each of these, for ``gc.get_objects()`` alone (the reference), and for every object's
+   type read in the same C call that makes the object list (the floor of a census that never
+   lets another thread run while that list exists, see `types_in_one_call`), the longest
+   stall another thread sees: a ticker thread sleeps 1 ms in a loop and records its longest
+   gap between wakeups while the call runs.
+
+Every timed call runs with the collector paused after a collection, as `timeit` does: a full
+collection of the big heap costs as much as a census, and lands in whichever call trips it.
 
 Wall times come from runs without the ticker; stalls from separate runs with it (pympler,
 run once, gives both from the same run). Then, on the smallest heap, it ticks one watcher
@@ -31,6 +36,7 @@ measurement, not a test (tests/bench/test_bench_smoke.py keeps it from rotting).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import gc
 import importlib.metadata
@@ -43,8 +49,9 @@ import threading
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import Callable, Sequence
-from itertools import islice
+from collections.abc import Callable, Iterator, Sequence
+from itertools import chain, islice
+from operator import methodcaller
 from typing import Any, TextIO
 
 import psutil
@@ -160,6 +167,15 @@ def get_objects_only() -> None:
     del objs
 
 
+def types_in_one_call() -> None:
+    """Every object's type, read inside the one C call that makes and drops the list of every
+    object: the least a census can do that never lets another thread run while that list
+    exists (which breaks the other thread's `tuple(...)`, CPython #39117). Its stall is
+    `gc.get_objects()`'s plus one more read of every object, the floor of leakwatch's stall."""
+    kinds = list(map(type, chain.from_iterable(map(methodcaller("__call__"), (gc.get_objects,)))))
+    del kinds
+
+
 class Ticker:
     """A thread that sleeps 1 ms in a loop; `max_gap` is its longest gap between wakeups.
 
@@ -192,14 +208,30 @@ class Ticker:
             last = now
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Collect first, then keep the collector off for the call, as `timeit` does: otherwise
+    a full collection of the big heap (as long as a census) lands in whichever call happens
+    to trip the threshold, whoever allocated what tripped it."""
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def time_call(fn: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
+    with collector_paused():
+        started = time.perf_counter()
+        fn()
+        return time.perf_counter() - started
 
 
 def stall_of(fn: Callable[[], object]) -> float:
-    with Ticker() as ticker:
+    with collector_paused(), Ticker() as ticker:
         fn()
     return ticker.max_gap
 
@@ -270,8 +302,10 @@ def measure_pympler() -> dict[str, Any]:
     tr = tracker.SummaryTracker()
     construct = time.perf_counter() - started
     first_diff = time_call(tr.diff)
-    with Ticker() as ticker:
-        second_diff = time_call(tr.diff)
+    with collector_paused(), Ticker() as ticker:
+        started = time.perf_counter()
+        tr.diff()
+        second_diff = time.perf_counter() - started
     del tr
     result = summarize([second_diff], [ticker.max_gap])
     result.update(construct_seconds=construct, first_diff_seconds=first_diff, timed="second diff() call, under the ticker")
@@ -318,6 +352,7 @@ def bench_size(target: int, repeat: int, skip_pympler: bool, out: TextIO, string
     except ImportError:
         pass
     calls["get_objects"] = get_objects_only
+    calls["one_call"] = types_in_one_call
     results: dict[str, Any] = measure_side_by_side(calls, repeat)
     results["leakwatch"]["stages_median_seconds"] = tick.stages(results["leakwatch"]["runs_seconds"])
     results["leakwatch"]["tracing"] = watcher.report().tracing
@@ -344,7 +379,7 @@ def bench_size(target: int, repeat: int, skip_pympler: bool, out: TextIO, string
 
 
 def ratios_of(calls: dict[str, Any], objects: int) -> dict[str, Any]:
-    lw, floor, get_objects = calls["leakwatch"], calls["floor"], calls["get_objects"]
+    lw, floor, get_objects, one_call = calls["leakwatch"], calls["floor"], calls["get_objects"], calls["one_call"]
     ratios = {
         "leakwatch_over_floor": ratio(
             lw["median_seconds"] / floor["median_seconds"],
@@ -356,6 +391,13 @@ def ratios_of(calls: dict[str, Any], objects: int) -> dict[str, Any]:
         "leakwatch_stall_over_get_objects_stall": ratio(
             lw["stall_median_ms"] / get_objects["stall_median_ms"],
             lw["stall_min_ms"] / get_objects["stall_min_ms"],
+            1.5,
+            "<=",
+            True,
+        ),
+        "leakwatch_stall_over_one_call_stall": ratio(
+            lw["stall_median_ms"] / one_call["stall_median_ms"],
+            lw["stall_min_ms"] / one_call["stall_min_ms"],
             1.5,
             "<=",
             True,
@@ -519,11 +561,13 @@ CALL_LABELS = {
     "objgraph": "objgraph.typestats()",
     "pympler": "pympler tracker.diff() x1",
     "get_objects": "gc.get_objects() alone",
+    "one_call": "get_objects + types, 1 C call",
 }
 RATIO_LABELS = {
     "leakwatch_over_floor": "leakwatch / floor",
     "objgraph_over_leakwatch": "objgraph.typestats / leakwatch",
     "leakwatch_stall_over_get_objects_stall": "leakwatch stall / get_objects stall",
+    "leakwatch_stall_over_one_call_stall": "leakwatch stall / 1-C-call stall",
 }
 
 

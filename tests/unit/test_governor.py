@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from leakwatch.config import Config
-from leakwatch.governor import MAX_INTERVAL, TARGET_SHARE, WINDOW_TICKS, Governor
+from leakwatch.governor import CORE_SHARE_FLOOR, MAX_INTERVAL, TARGET_SHARE, WINDOW_TICKS, Governor
 
 
 def config(**options: object) -> Config:
@@ -55,6 +55,47 @@ def test_small_changes_in_tick_cost_do_not_move_the_interval():
     for cpu in (0.21, 0.19, 0.205, 0.195) * 10:
         g.after_tick(cpu, objects=1)
     assert g.interval == settled
+
+
+def test_a_process_with_half_a_core_gets_half_the_budget(caplog):
+    alone = Governor(config(interval=5, window=300, cpu_budget=0.01), now=0.0)
+    shared = Governor(config(interval=5, window=300, cpu_budget=0.01), now=0.0)
+    ran = waited = 0.0
+    shared.observe_contention((ran, waited))
+    with caplog.at_level(logging.INFO, logger="leakwatch.governor"):
+        for _ in range(30):
+            ran, waited = ran + 10.0, waited + 10.0  # as long on the run queue as on the core
+            shared.observe_contention((ran, waited))
+            shared.after_tick(0.2, objects=1_000_000)
+            alone.after_tick(0.2, objects=1_000_000)
+    assert shared.core_share == pytest.approx(0.5)
+    assert shared.interval == pytest.approx(2 * alone.interval, rel=0.15)
+    budget = shared.snapshot(1000.0)
+    assert budget.core_share == pytest.approx(0.5)
+    assert budget.cpu_spend <= 0.01 * 0.5
+    stretched = [r.getMessage() for r in caplog.records if "interval is now" in r.getMessage()]
+    assert sum("of the 50% of a core this process gets" in m for m in stretched) == 1  # and one from `alone`
+
+
+def test_idle_spans_and_missing_scheduler_statistics_leave_the_share_alone():
+    g = Governor(config(interval=5, window=300, cpu_budget=0.01), now=0.0)
+    g.observe_contention(None)  # not Linux: nothing to go on
+    g.observe_contention((1.0, 0.0))
+    for step in range(1, 10):
+        g.observe_contention((1.0 + 0.004 * step, 0.004 * step))  # an idle process: milliseconds
+    assert g.core_share == 1.0
+    g.observe_contention((1.0 + 0.08, 0.08))  # the idle spans add up to one worth reading
+    assert g.core_share == pytest.approx(0.5)
+    g.observe_contention((2.0, 0.0))  # counters that went back (threads ended): ignored
+    assert g.core_share == pytest.approx(0.5)
+
+
+def test_the_share_never_shrinks_the_budget_past_its_floor():
+    g = Governor(config(interval=5, window=300, cpu_budget=0.01), now=0.0)
+    g.observe_contention((0.0, 0.0))
+    g.observe_contention((1.0, 99.0))
+    assert g.core_share == CORE_SHARE_FLOOR
+    assert g.budget == pytest.approx(0.01 * CORE_SHARE_FLOOR)
 
 
 def traced_governor(**options: object) -> Governor:

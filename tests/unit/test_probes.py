@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
 import sys
 import tracemalloc
 import weakref
@@ -10,7 +12,7 @@ import weakref
 import pytest
 
 from leakwatch.probes.census import CensusProbe, type_key
-from leakwatch.probes.process import ProcessProbe, cgroup_memory_limit
+from leakwatch.probes.process import ProcessProbe, cgroup_memory_limit, run_and_wait_seconds
 from leakwatch.probes.sites import MAX_ATTRIBUTED_TYPES, SiteProbe
 
 
@@ -184,3 +186,44 @@ def test_cgroup_v1_unlimited_reads_as_none_and_a_limit_as_bytes(tmp_path):
 
 def test_no_cgroup_files_means_no_limit(tmp_path):
     assert cgroup_memory_limit(str(tmp_path / "none"), str(tmp_path / "missing")) is None
+
+
+def test_scheduler_statistics_add_up_every_thread(tmp_path):
+    for tid, line in (("100", "2000000000 500000000 40\n"), ("101", "1000000000 1500000000 9\n"), ("102", "garbled\n")):
+        (tmp_path / tid).mkdir()
+        (tmp_path / tid / "schedstat").write_text(line)
+    (tmp_path / "103").mkdir()  # a thread that ended between the listing and the read
+
+    assert run_and_wait_seconds(str(tmp_path)) == pytest.approx((3.0, 2.0))
+    assert run_and_wait_seconds(str(tmp_path / "missing")) is None
+
+
+CONTENDED = """
+import os, sys, time
+sys.path.insert(0, {root!r})
+from leakwatch.probes.process import run_and_wait_seconds
+os.sched_setaffinity(0, {{0}})
+spinner = os.fork()
+if spinner == 0:  # a busy neighbour on the same core
+    end = time.monotonic() + 1.5
+    while time.monotonic() < end:
+        pass
+    os._exit(0)
+before = run_and_wait_seconds()
+end = time.monotonic() + 1.0
+while time.monotonic() < end:
+    pass
+after = run_and_wait_seconds()
+os.waitpid(spinner, 0)
+print((after[0] - before[0]) / ((after[0] - before[0]) + (after[1] - before[1])))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="scheduler statistics are Linux's")
+def test_a_process_sharing_its_core_with_a_busy_one_waits_about_as_long_as_it_runs():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run([sys.executable, "-c", CONTENDED.format(root=root)], capture_output=True, text=True, timeout=30)
+
+    assert done.returncode == 0, done.stderr
+    share = float(done.stdout)
+    assert 0.3 < share < 0.7, "two busy processes on one core get about half of it each"
