@@ -4,8 +4,8 @@ Two budgets, two kinds of cost:
 
 - `cpu_budget` is the share of one core leakwatch's own thread may use. Each tick's CPU time is
   measured and smoothed; when `smoothed CPU / interval` would pass `TARGET_SHARE` of the
-  budget (a census of millions of objects), the interval stretches until it fits. The detector needs `MIN_POINTS`
-  samples over half a window, so once the interval passes `window / WINDOW_TICKS` the window
+  budget (a census of millions of objects), the interval stretches until it fits. The
+  detector needs `MIN_POINTS` samples over half a window, so once the interval passes `window / WINDOW_TICKS` the window
   stretches with it (and its least growth with it, so the least growth *rate* is unchanged):
   a huge heap is watched more slowly, never more expensively, up to `MAX_INTERVAL`; past it
   the spend passes the budget (logged, and the LeakwatchOverBudget alert fires).
@@ -21,9 +21,9 @@ Two budgets, two kinds of cost:
   the application does: a traced second costs `(slowdown - 1) * busy` seconds of its time,
   where `busy` is the share of a core the application's threads used between windows (at
   least `BUSY_FLOOR`; 1 until measured). A saturated loop pays in full; a service that mostly
-  waits on I/O pays for the little it computes. Credit accrues at
-  `trace_budget` per second, up to one whole window's cost; a window opens only when the
-  credit pays for `SHORTEST_WINDOW` (a window that only attributes growing types to their
+  waits on I/O pays for the little it computes. Credit accrues at `trace_budget` per second
+  (of the process's share of a core, as above), up to one whole window's cost; a window opens
+  only when the credit pays for `SHORTEST_WINDOW` (a window that only attributes growing types to their
   lines), or for a whole `trace_window` (growth that only site series can place), and lasts
   as long as the credit (and what accrues meanwhile) pays for, at most `trace_window`. So
   tracing's cost never passes `trace_budget` times the time run so far.
@@ -51,8 +51,9 @@ CPU_SMOOTHING = 0.25
 # The least busy share tracing is charged for: an idle process still allocates a little.
 BUSY_FLOOR = 0.02
 # The pace aims at this share of cpu_budget: the rest is headroom for what a tick's CPU time
-# does not show (the caches a census leaves cold, handing the GIL back and forth).
-TARGET_SHARE = 0.8
+# does not show (the caches a census leaves cold, handing the GIL back and forth) and for a
+# heap that grows between ticks (the pace follows a tick's smoothed cost, one tick late).
+TARGET_SHARE = 0.6
 # The budget shrinks with the process's share of a core no further than this.
 CORE_SHARE_FLOOR = 0.25
 # A share is read only over spans in which the process's threads ran or waited this long:
@@ -186,6 +187,12 @@ class Governor:
         self._busy_seen = True
 
     @property
+    def trace_rate(self) -> float:
+        """Application-seconds of tracing's cost each second earns: trace_budget of the process's
+        share of a core (a process on half a core does half the work a traced second slows)."""
+        return self.config.trace_budget * self.core_share
+
+    @property
     def trace_cost(self) -> float:
         """Application-seconds one traced second costs it."""
         return max(0.0, self.slowdown - 1.0) * max(BUSY_FLOOR, self.busy)
@@ -200,7 +207,7 @@ class Governor:
         shortest = min(self.config.trace_window, shortest)
         # Credit still accrues while the window is open: it pays for L seconds while
         # credit + budget * L >= cost * L.
-        drain = cost - self.config.trace_budget
+        drain = cost - self.trace_rate
         if drain <= 0.0 or self._credit >= drain * shortest:
             self._waiting = False
             return self.config.trace_window if drain <= 0.0 else min(self.config.trace_window, self._credit / drain)
@@ -209,7 +216,7 @@ class Governor:
             self._deferred += 1
             if not self._said_deferred:
                 self._said_deferred = True
-                wait = (drain * shortest - self._credit) / self.config.trace_budget
+                wait = (drain * shortest - self._credit) / self.trace_rate
                 logger.info(
                     "leakwatch: tracing slows allocation-heavy code %.1fx here and the application keeps "
                     "%.0f%% of a core busy; to keep tracing's cost within trace_budget %g%% the next "
@@ -237,7 +244,7 @@ class Governor:
         elapsed = max(0.0, now - self._credit_at)
         self._credit_at = now
         cap = self.trace_cost * self.config.trace_window
-        earned = self.config.trace_budget * elapsed
+        earned = self.trace_rate * elapsed
         if self._traced_since is not None:
             self._traced_seconds += elapsed
             spent = self.trace_cost * elapsed

@@ -133,6 +133,17 @@ def test_tracing_never_costs_more_than_the_budget_of_the_time_run_so_far():
     assert g.snapshot(now).trace_spend > 0.04, "the budget is used, not just respected"
 
 
+def test_a_process_on_half_a_core_earns_tracing_credit_at_half_the_rate():
+    alone, shared = traced_governor(trace_budget=0.05), traced_governor(trace_budget=0.05)
+    shared.observe_contention((0.0, 0.0))
+    shared.observe_contention((10.0, 10.0))
+    for g in (alone, shared):
+        g.affordable_window(0.0, shortest=1.0)
+        g.affordable_window(100.0, shortest=1.0)
+    assert alone.snapshot(100.0).trace_credit == pytest.approx(5.0)
+    assert shared.snapshot(100.0).trace_credit == pytest.approx(2.5)
+
+
 def test_credit_is_capped_at_one_whole_window():
     g = traced_governor(trace_budget=0.05)
     assert g.affordable_window(1e6, shortest=1.0) == 20.0  # days of uptime buy one window, not days of tracing
