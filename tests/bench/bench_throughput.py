@@ -1,6 +1,6 @@
 """Steady-state overhead: a request-style loop's throughput under each tool, side by side in one run.
 
-    python tests/bench/bench_throughput.py [--objects 1M] [--seconds 120] [--peer-seconds 20]
+    python tests/bench/bench_throughput.py [--objects 1M] [--seconds 240] [--peer-seconds 20]
                                            [--baseline-seconds 30] [--repeat 2]
                                            [--escalation-seconds 360] [--json PATH]
 
@@ -26,8 +26,13 @@ layout): each tool runs in a process beside a ``none`` process, both pinned to t
 variant's length) and *after* (the tool stopped). A round's ratio is the tool process's
 throughput over its neighbour's during *with*, divided by the same ratio over *before* and
 *after*: what the two processes differ by anyway cancels, and what is left is the tool. The
-ratio per CPU second of each process (leakwatch's thread included) is reported beside it, and
-a tool's figure is the median of its rounds (cores alternate from round to round). Measured
+ratio per CPU second of each process (leakwatch's thread included) is reported beside it: on
+a shared core the scheduler may give a thread that wakes from a long sleep (leakwatch's) some
+of its neighbour's time, which the wall-clock ratio counts in the tool's favour and the CPU
+one leaves out, so a target is judged on the lower of the two. A tool's figures are medians
+of its rounds (cores alternate from round to round). leakwatch's budget applies to the share
+of a core its process gets (half, here), so its cost per CPU second of the application is
+what it would be on a core of its own. Measured
 here, two ``none`` processes on one core agree to 0.3% over 5 s spans, and differ by a
 constant 1-2.5%; on two cores they differ by up to 15% in one round.
 
@@ -333,14 +338,18 @@ def ratios_of(pairs: dict[str, list[list[dict[str, Any]]]]) -> dict[str, Any]:
         wall = [round_ratio(n, v, "requests_per_second") for n, v in good]
         per_cpu = [round_ratio(n, v, "requests_per_cpu_second") for n, v in good]
         value = statistics.median(r["ratio"] for r in wall)
+        cpu_value = statistics.median(r["ratio"] for r in per_cpu)
         target = targets.get(variant)
         ratios[variant] = {
             "value": value,
-            "per_cpu_second": statistics.median(r["ratio"] for r in per_cpu),
+            "per_cpu_second": cpu_value,
+            # Judged on the lower: on a shared core the scheduler may hand a tool's thread some of
+            # its neighbour's time (by wall), and per CPU second leaves that out.
+            "judged": min(value, cpu_value),
             "rounds": wall,
             "rounds_per_cpu_second": per_cpu,
             "target": target,
-            "pass": (value >= target) if target else None,
+            "pass": (min(value, cpu_value) >= target) if target else None,
         }
     return ratios
 
@@ -366,10 +375,12 @@ def render(results: dict[str, Any]) -> str:
         lines.append(f"  {variant:<22} {figures}   {target}")
         if len(r["rounds"]) > 1:
             each = ", ".join(f"{x['ratio']:.3f}" for x in r["rounds"])
-            lines.append(f"  {'':<22} rounds: {each}")
+            each_cpu = ", ".join(f"{x['ratio']:.3f}" for x in r["rounds_per_cpu_second"])
+            lines.append(f"  {'':<22} rounds: {each}; per CPU second: {each_cpu}")
     for variant, why in results["skipped"].items():
         lines.append(f"  {variant:<22} skipped: {why}")
     lines.append("  ratio: (tool / none) while the tool ran, over (tool / none) before and after it; apart: the latter")
+    lines.append("  a target is judged on the lower of the ratio and the ratio per CPU second")
     for variant in ("leakwatch", ESCALATING):
         for _, run in results["pairs"].get(variant, ()):
             lw = run.get("leakwatch")
@@ -390,7 +401,7 @@ def render(results: dict[str, Any]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Request-loop throughput with leakwatch, tracemalloc and memray, side by side.")
     parser.add_argument("--objects", type=bench_sample.parse_size, default=1_000_000, help="heap size (default 1M)")
-    parser.add_argument("--seconds", type=float, default=120.0, help="how long leakwatch runs in each round (default 120)")
+    parser.add_argument("--seconds", type=float, default=240.0, help="how long leakwatch runs in each round (default 240)")
     parser.add_argument("--peer-seconds", type=float, default=20.0, help="how long tracemalloc and memray run (default 20)")
     parser.add_argument(
         "--baseline-seconds",
