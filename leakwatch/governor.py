@@ -50,10 +50,10 @@ SHORTEST_WINDOW = 1.0
 CPU_SMOOTHING = 0.25
 # The least busy share tracing is charged for: an idle process still allocates a little.
 BUSY_FLOOR = 0.02
-# The pace aims at this share of cpu_budget: the rest is headroom for what a tick's CPU time
+# The pace aims at this share of cpu_budget (half): the rest is headroom for what a tick's CPU time
 # does not show (the caches a census leaves cold, handing the GIL back and forth) and for a
 # heap that grows between ticks (the pace follows a tick's smoothed cost, one tick late).
-TARGET_SHARE = 0.6
+TARGET_SHARE = 0.5
 # The budget shrinks with the process's share of a core no further than this.
 CORE_SHARE_FLOOR = 0.25
 # A share is read only over spans in which the process's threads ran or waited this long:

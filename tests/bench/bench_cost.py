@@ -38,7 +38,7 @@ QUICK = {
     "sample": ["--sizes", "20000", "--strings", "20000", "--repeat", "1", "--skip-pympler", "--self-samples", "100"],
     "throughput": [
         *("--objects", "20000", "--seconds", "1", "--peer-seconds", "1", "--baseline-seconds", "0.5"),
-        *("--repeat", "1", "--escalation-seconds", "2"),
+        *("--repeat", "1", "--escalation-seconds", "2", "--escalation-objects", "20000"),
     ],
     "detect": ["--objects", "10000", "--hours", "0.3"],
 }

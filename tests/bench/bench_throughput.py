@@ -2,7 +2,8 @@
 
     python tests/bench/bench_throughput.py [--objects 1M] [--seconds 240] [--peer-seconds 20]
                                            [--baseline-seconds 30] [--repeat 2]
-                                           [--escalation-seconds 360] [--json PATH]
+                                           [--escalation-seconds 360] [--escalation-objects 100k]
+                                           [--json PATH]
 
 The loop is allocation-heavy on purpose (each request builds dicts, lists and strings, and
 does a JSON round trip) and runs on a heap of `--objects` gc-tracked objects (the same records
@@ -16,7 +17,9 @@ as bench_sample.py), so every census walks a big heap. Variants, each in a fresh
 - ``leakwatch-escalating``: the loop also leaks a class instance every 100 requests (so does
   the ``none`` beside it); leakwatch at defaults but a 10 s warm-up, so its census suspects
   the growth and its governor opens tracing windows within the run (trace_budget 5%). Runs
-  `--escalation-seconds`.
+  `--escalation-seconds` on a heap of `--escalation-objects`: a census of 1M objects stretches
+  the interval to about a minute here, and the detector's eight samples would then outlast the
+  run; on 100k the census ticks every 5 s, and tracing is in play for most of the run.
 
 How, on a shared machine where one core's speed swings by 10-30% for seconds at a time and a
 process's throughput differs from its twin's by 1-3% for the whole of its life (its heap's
@@ -281,15 +284,22 @@ def available(variant: str) -> str | None:
 
 
 def measure(
-    objects: int, seconds: float, peer_seconds: float, baseline: float, repeat: int, escalation_seconds: float, out: TextIO
+    objects: int,
+    seconds: float,
+    peer_seconds: float,
+    baseline: float,
+    repeat: int,
+    escalation_seconds: float,
+    escalation_objects: int,
+    out: TextIO,
 ) -> dict[str, Any]:
     """Each tool beside a `none` process on one core, `repeat` times (the escalation once)."""
     skipped = {v: why for v in VARIANTS if (why := available(v))}
     pairs: dict[str, list[list[dict[str, Any]]]] = {}
-    plan = [(v, seconds if v == "leakwatch" else peer_seconds, repeat) for v in VARIANTS[1:] if v not in skipped]
+    plan = [(v, objects, seconds if v == "leakwatch" else peer_seconds, repeat) for v in VARIANTS[1:] if v not in skipped]
     if escalation_seconds > 0:
-        plan.append((ESCALATING, escalation_seconds, 1))
-    for variant, length, rounds in plan:
+        plan.append((ESCALATING, escalation_objects, escalation_seconds, 1))
+    for variant, heap_objects, length, rounds in plan:
         pairs[variant] = []
         before = min(baseline, length / 2)
         for round_no in range(rounds):
@@ -299,7 +309,7 @@ def measure(
                 file=out,
                 flush=True,
             )
-            pairs[variant].append(run_pair(variant, objects, before, length, round_no))
+            pairs[variant].append(run_pair(variant, heap_objects, before, length, round_no))
     return {
         "objects": objects,
         "seconds": seconds,
@@ -307,6 +317,7 @@ def measure(
         "baseline_seconds": baseline,
         "repeat": repeat,
         "escalation_seconds": escalation_seconds,
+        "escalation_objects": escalation_objects,
         "skipped": skipped,
         "pairs": pairs,
         "ratios": ratios_of(pairs),
@@ -413,6 +424,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--escalation-seconds", type=float, default=360.0, help="length of the escalation run; 0 leaves it out (default 360)"
     )
+    parser.add_argument(
+        "--escalation-objects",
+        type=bench_sample.parse_size,
+        default=100_000,
+        help="heap size of the escalation run (default 100k: ticks at the 5 s interval, so windows open within it)",
+    )
     parser.add_argument("--json", default=DEFAULT_JSON, help=f"where to write the figures (default {DEFAULT_JSON})")
     parser.add_argument("--child", choices=(*VARIANTS, ESCALATING), help=argparse.SUPPRESS)
     parser.add_argument("--leak", action="store_true", help=argparse.SUPPRESS)
@@ -427,7 +444,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         print(json.dumps(child(args.child, args.objects, args.baseline_seconds, args.seconds, args.leak, args.core)))
         return 0
     results = measure(
-        args.objects, args.seconds, args.peer_seconds, args.baseline_seconds, args.repeat, args.escalation_seconds, out
+        args.objects,
+        args.seconds,
+        args.peer_seconds,
+        args.baseline_seconds,
+        args.repeat,
+        args.escalation_seconds,
+        args.escalation_objects,
+        out,
     )
     bench_sample.publish(render(results), results, args.json, out)
     return 0

@@ -27,7 +27,7 @@ def test_an_expensive_tick_stretches_the_interval_to_the_budget_and_the_window_p
     g = Governor(config(interval=5, window=300, cpu_budget=0.01), now=0.0)
     with caplog.at_level(logging.INFO, logger="leakwatch.governor"):
         for _ in range(40):
-            g.after_tick(0.4, objects=3_000_000)  # a 3M-object census: 50 s at 80% of 1%
+            g.after_tick(0.4, objects=3_000_000)  # a 3M-object census: 80 s at half of 1%
     assert g.interval == pytest.approx(0.4 / (TARGET_SHARE * 0.01), rel=0.1)
     assert g.window == pytest.approx(WINDOW_TICKS * g.interval)
     assert g.growth_scale == pytest.approx(g.window / 300)
