@@ -214,8 +214,9 @@ OPTIONS: tuple[Option, ...] = (
         "cpu_budget",
         0.01,
         "float",
-        "Share of one core leakwatch may spend sampling: when a sample costs more than that at the interval "
-        "(a heap of millions of objects), the interval stretches until it fits, and the window with it.",
+        "Share of one core leakwatch may spend sampling (of the part of a core the process gets, when it shares one): "
+        "when a sample costs more than that at the interval (a heap of millions of objects), the interval stretches "
+        "until it fits, and the window with it.",
         0.0001,
         1.0,
     ),
