@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-CALLS_MEASURED = ("leakwatch", "floor", "objgraph", "get_objects")
+CALLS_MEASURED = ("leakwatch", "floor", "objgraph", "get_objects", "one_call")
 
 
 def load_bench(name: str = "bench_sample") -> ModuleType:
@@ -56,7 +56,13 @@ def test_small_run_writes_all_figures(tmp_path: Path) -> None:
         assert len(calls[name]["runs_seconds"]) == 1, name
     assert calls["pympler"] == {"skipped": True, "reason": "--skip-pympler"}
     assert calls["leakwatch"]["stages_median_seconds"]["census"] > 0
-    assert set(size["ratios"]) == {"leakwatch_over_floor", "objgraph_over_leakwatch", "leakwatch_stall_over_get_objects_stall"}
+    assert set(size["ratios"]) == {
+        "leakwatch_over_floor",
+        "objgraph_over_leakwatch",
+        "leakwatch_stall_over_get_objects_stall",
+        "leakwatch_stall_over_one_call_stall",
+    }
+    assert not size["ratios"]["objgraph_over_leakwatch"]["applies"], "the time targets are judged from 1M objects"
     for r in size["ratios"].values():
         assert r["value"] > 0
 
