@@ -5,8 +5,9 @@ Two budgets, two kinds of cost:
 - `cpu_budget` is the share of one core leakwatch's own thread may use. Each tick's CPU time is
   measured and smoothed; when `smoothed CPU / interval` would pass `TARGET_SHARE` of the
   budget (a census of millions of objects), the interval stretches until it fits. The
-  detector needs `MIN_POINTS` samples over half a window, so once the interval passes `window / WINDOW_TICKS` the window
-  stretches with it (and its least growth with it, so the least growth *rate* is unchanged):
+  detector needs `MIN_POINTS` samples over half a window, so once the interval passes
+  `window / WINDOW_TICKS` the window stretches with it (and its least growth with it, so the
+  least growth *rate* is unchanged):
   a huge heap is watched more slowly, never more expensively, up to `MAX_INTERVAL`; past it
   the spend passes the budget (logged, and the LeakwatchOverBudget alert fires).
 - A share of one core weighs more on a process that does not get a whole core: beside another
@@ -23,8 +24,8 @@ Two budgets, two kinds of cost:
   least `BUSY_FLOOR`; 1 until measured). A saturated loop pays in full; a service that mostly
   waits on I/O pays for the little it computes. Credit accrues at `trace_budget` per second
   (of the process's share of a core, as above), up to one whole window's cost; a window opens
-  only when the credit pays for `SHORTEST_WINDOW` (a window that only attributes growing types to their
-  lines), or for a whole `trace_window` (growth that only site series can place), and lasts
+  only when the credit pays for `SHORTEST_WINDOW` (a window that only attributes growing types
+  to their lines), or for a whole `trace_window` (growth that only site series can place), and lasts
   as long as the credit (and what accrues meanwhile) pays for, at most `trace_window`. So
   tracing's cost never passes `trace_budget` times the time run so far.
 
@@ -50,8 +51,8 @@ SHORTEST_WINDOW = 1.0
 CPU_SMOOTHING = 0.25
 # The least busy share tracing is charged for: an idle process still allocates a little.
 BUSY_FLOOR = 0.02
-# The pace aims at this share of cpu_budget (half): the rest is headroom for what a tick's CPU time
-# does not show (the caches a census leaves cold, handing the GIL back and forth) and for a
+# The pace aims at this share of cpu_budget (half): the rest is headroom for what a tick's
+# CPU time does not show (the caches a census leaves cold, handing the GIL back and forth) and for a
 # heap that grows between ticks (the pace follows a tick's smoothed cost, one tick late).
 TARGET_SHARE = 0.5
 # The budget shrinks with the process's share of a core no further than this.

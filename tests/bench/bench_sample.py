@@ -380,36 +380,21 @@ def bench_size(target: int, repeat: int, skip_pympler: bool, out: TextIO, string
 
 
 def ratios_of(calls: dict[str, Any], objects: int) -> dict[str, Any]:
-    lw, floor, get_objects, one_call = calls["leakwatch"], calls["floor"], calls["get_objects"], calls["one_call"]
     big = objects >= TARGET_SIZE * (1 - BUILD_TOLERANCE)
+
+    def over(top: str, bottom: str, field: str, target: float, op: str, applies: bool) -> dict[str, Any]:
+        """`top`'s time (or stall) over `bottom`'s: of medians, and of minimums beside it."""
+        median, least = ("median_seconds", "min_seconds") if field == "time" else ("stall_median_ms", "stall_min_ms")
+        t, b = calls[top], calls[bottom]
+        return ratio(t[median] / b[median], t[least] / b[least], target, op, applies)
+
     ratios = {
-        "leakwatch_over_floor": ratio(
-            lw["median_seconds"] / floor["median_seconds"],
-            lw["min_seconds"] / floor["min_seconds"],
-            1.3,
-            "<=",
-            big,
-        ),
-        "leakwatch_stall_over_get_objects_stall": ratio(
-            lw["stall_median_ms"] / get_objects["stall_median_ms"],
-            lw["stall_min_ms"] / get_objects["stall_min_ms"],
-            1.5,
-            "<=",
-            True,
-        ),
-        "leakwatch_stall_over_one_call_stall": ratio(
-            lw["stall_median_ms"] / one_call["stall_median_ms"],
-            lw["stall_min_ms"] / one_call["stall_min_ms"],
-            1.5,
-            "<=",
-            True,
-        ),
+        "leakwatch_over_floor": over("leakwatch", "floor", "time", 1.3, "<=", big),
+        "leakwatch_stall_over_get_objects_stall": over("leakwatch", "get_objects", "stall", 1.5, "<=", True),
+        "leakwatch_stall_over_one_call_stall": over("leakwatch", "one_call", "stall", 1.5, "<=", True),
     }
-    objgraph = calls["objgraph"]
-    if not objgraph.get("skipped"):
-        ratios["objgraph_over_leakwatch"] = ratio(
-            objgraph["median_seconds"] / lw["median_seconds"], objgraph["min_seconds"] / lw["min_seconds"], 2.0, ">=", big
-        )
+    if not calls["objgraph"].get("skipped"):
+        ratios["objgraph_over_leakwatch"] = over("objgraph", "leakwatch", "time", 2.0, ">=", big)
     return ratios
 
 
