@@ -109,8 +109,10 @@ class Governor:
         if last is None:
             return
         ran, waited = sched[0] - last[0], sched[1] - last[1]
-        if ran < 0.0 or waited < 0.0 or ran + waited < CORE_SHARE_MIN_SECONDS:
-            self._last_sched = last  # too short to tell (or threads ended): keep counting
+        if ran < 0.0 or waited < 0.0:
+            return  # a thread ended and took its counts with it: count from this reading
+        if ran + waited < CORE_SHARE_MIN_SECONDS:
+            self._last_sched = last  # too short to tell: keep counting from the last reading
             return
         share = max(CORE_SHARE_FLOOR, ran / (ran + waited))
         self.core_share = share if not self._share_seen else self.core_share + CPU_SMOOTHING * (share - self.core_share)

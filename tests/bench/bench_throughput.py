@@ -35,9 +35,9 @@ of its neighbour's time, which the wall-clock ratio counts in the tool's favour 
 one leaves out, so a target is judged on the lower of the two. A tool's figures are medians
 of its rounds (cores alternate from round to round). leakwatch's budget applies to the share
 of a core its process gets (half, here), so its cost per CPU second of the application is
-what it would be on a core of its own. Measured
-here, two ``none`` processes on one core agree to 0.3% over 5 s spans, and differ by a
-constant 1-2.5%; on two cores they differ by up to 15% in one round.
+what it would be on a core of its own. Measured here, two ``none`` processes on one core
+agree to 0.3% over 5 s spans, and differ by a constant 1-2.5%; on two cores they differ by up
+to 15% in one round.
 
 Prints a table, writes JSON, exits 0 whatever the figures: a measurement, not a test.
 """
@@ -247,8 +247,8 @@ def start_child(
 def run_pair(variant: str, objects: int, baseline: float, seconds: float, round_no: int) -> list[dict[str, Any]]:
     """Run `none` and `variant` at once, both pinned to one core (the next one each round), and
     start their phases together."""
-    can_pin = hasattr(os, "sched_setaffinity")
-    core = sorted(os.sched_getaffinity(0))[round_no % len(os.sched_getaffinity(0))] if can_pin else None
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_setaffinity") else []
+    core = cores[round_no % len(cores)] if cores else None
     leak = variant == ESCALATING
     procs = [start_child(v, objects, baseline, seconds, leak, core) for v in ("none", variant)]
     results: list[dict[str, Any]] = []

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from leakwatch.config import Config
-from leakwatch.governor import CORE_SHARE_FLOOR, MAX_INTERVAL, TARGET_SHARE, WINDOW_TICKS, Governor
+from leakwatch.governor import CORE_SHARE_FLOOR, CPU_SMOOTHING, MAX_INTERVAL, TARGET_SHARE, WINDOW_TICKS, Governor
 
 
 def config(**options: object) -> Config:
@@ -88,6 +88,8 @@ def test_idle_spans_and_missing_scheduler_statistics_leave_the_share_alone():
     assert g.core_share == pytest.approx(0.5)
     g.observe_contention((2.0, 0.0))  # counters that went back (threads ended): ignored
     assert g.core_share == pytest.approx(0.5)
+    g.observe_contention((2.2, 0.0))  # and counted from that reading on
+    assert g.core_share == pytest.approx(0.5 + CPU_SMOOTHING * (1.0 - 0.5))
 
 
 def test_the_share_never_shrinks_the_budget_past_its_floor():
