@@ -926,6 +926,9 @@ def _size(obj: object) -> int | None:
 
 STRANDED_SAMPLES = 8
 STRANDED_DEPTH = 16
+# Before a second search of the tasks the first found stranded: long enough for the loop to
+# finish any wake-up it was in the middle of.
+STRANDED_RECHECK_PAUSE = 0.02
 
 
 def stranded_tasks(samples: int = STRANDED_SAMPLES, budget_seconds: float = 2.0) -> tuple[int, int]:
@@ -938,7 +941,14 @@ def stranded_tasks(samples: int = STRANDED_SAMPLES, budget_seconds: float = 2.0)
     task's own objects (the task, its chain of coroutines and their frames): a future it finds
     no root for, Python-visible, can never be set, and its task stays pending until cancelled.
     Tasks kept in a set "so they are not collected" that wait on such a future are a leak.
-    Costs one walk of the gc list plus one per level of the search, shared by all samples.
+
+    The loop runs while the search does, and a wake-up in progress holds the future for a moment
+    where only a C local sees it (the loop has popped the timer handle and not yet run it). So a
+    task is stranded only if a second search, after a pause that lets the loop move on, finds
+    it stranded too and it still waits on the same future; a task woken meanwhile is left out
+    of the sample. Costs one walk of the gc list plus one per level of the search, shared by
+    all samples; the second search (on at most half the budget) runs only when the first finds
+    something stranded.
     """
     asyncio = sys.modules.get("asyncio")
     if asyncio is None:
@@ -957,20 +967,46 @@ def stranded_tasks(samples: int = STRANDED_SAMPLES, budget_seconds: float = 2.0)
     chosen_tasks = [t for t, _ in pairs]
     futures = [w for _, w in pairs]
     del pairs
+    try:
+        kinds = _wait_kinds(chosen_tasks, futures, started + budget_seconds)
+        if "outside" in kinds:
+            time.sleep(STRANDED_RECHECK_PAUSE)
+            again = [i for i, kind in enumerate(kinds) if kind == "outside"]
+            for i in again:
+                kinds[i] = "released"  # woken, unless the second search finds it stranded again
+            again = [i for i in again if _waits_on(chosen_tasks[i], futures[i])]
+            # Only the lists `_wait_kinds` is given may hold the futures it searches.
+            chosen_tasks = [chosen_tasks[i] for i in again]
+            futures = [futures[i] for i in again]
+            second = _wait_kinds(chosen_tasks, futures, time.perf_counter() + budget_seconds / 2)
+            for i, task, future, kind in zip(again, chosen_tasks, futures, second, strict=True):
+                kinds[i] = kind if _waits_on(task, future) else "released"
+    finally:
+        futures = []
+        chosen_tasks = []
+    judged = [kind for kind in kinds if kind not in ("released", None)]
+    return judged.count("outside"), len(judged)
+
+
+def _waits_on(task: object, future: object) -> bool:
+    """The task is still pending on that future: the loop has not woken it since it was read."""
+    return not task.done() and getattr(task, "_fut_waiter", None) is future  # type: ignore[attr-defined]
+
+
+def _wait_kinds(chosen_tasks: list[object], futures: list[object], deadline: float) -> list[str | None]:
+    """For each task, the kind of root that holds the future it waits on ("outside": none that
+    Python can see; "released": the application dropped it; None: the search ran out of time
+    or depth first). Only the two lists may hold the futures besides the application."""
     ours: set[int] = {id(futures), id(chosen_tasks)}
-    search = _Search(futures, ours, STRANDED_DEPTH, started + budget_seconds)
+    search = _Search(futures, ours, STRANDED_DEPTH, deadline)
     for task, future in zip(chosen_tasks, futures, strict=True):
         search.excluded[id(future)] = _owned_by(task)
     try:
         search.run()
         found = search.found
+        return [found[id(future)][0] if id(future) in found else None for future in futures]
     finally:
         search.targets = []
-        futures = []
-        chosen_tasks = []
-    stranded = sum(1 for kind, _, _ in found.values() if kind == "outside")
-    decided = sum(1 for kind, _, _ in found.values() if kind != "released")
-    return stranded, decided
 
 
 def _owned_by(task: object) -> set[int]:
