@@ -926,9 +926,8 @@ def _size(obj: object) -> int | None:
 
 STRANDED_SAMPLES = 8
 STRANDED_DEPTH = 16
-# Before a second search of the tasks the first found stranded: long enough for the loop to
-# finish any wake-up it was in the middle of.
-STRANDED_RECHECK_PAUSE = 0.02
+# How long to wait for a loop to finish a wake-up in progress before the second search.
+STRANDED_RECHECK_WAIT = 1.0
 
 
 def stranded_tasks(samples: int = STRANDED_SAMPLES, budget_seconds: float = 2.0) -> tuple[int, int]:
@@ -944,9 +943,9 @@ def stranded_tasks(samples: int = STRANDED_SAMPLES, budget_seconds: float = 2.0)
 
     The loop runs while the search does, and a wake-up in progress holds the future for a moment
     where only a C local sees it (the loop has popped the timer handle and not yet run it). So a
-    task is stranded only if a second search, after a pause that lets the loop move on, finds
-    it stranded too and it still waits on the same future; a task woken meanwhile is left out
-    of the sample. Costs one walk of the gc list plus one per level of the search, shared by
+    task is stranded only if a second search, once its loop has finished whatever it was doing,
+    finds it stranded too and it still waits on the same future; a task woken meanwhile is left
+    out of the sample. Costs one walk of the gc list plus one per level of the search, shared by
     all samples; the second search (on at most half the budget) runs only when the first finds
     something stranded.
     """
@@ -970,8 +969,8 @@ def stranded_tasks(samples: int = STRANDED_SAMPLES, budget_seconds: float = 2.0)
     try:
         kinds = _wait_kinds(chosen_tasks, futures, started + budget_seconds)
         if "outside" in kinds:
-            time.sleep(STRANDED_RECHECK_PAUSE)
             again = [i for i, kind in enumerate(kinds) if kind == "outside"]
+            _let_loops_run({id(loop): loop for loop in (_loop_of(chosen_tasks[i]) for i in again) if loop is not None})
             for i in again:
                 kinds[i] = "released"  # woken, unless the second search finds it stranded again
             again = [i for i in again if _waits_on(chosen_tasks[i], futures[i])]
@@ -986,6 +985,32 @@ def stranded_tasks(samples: int = STRANDED_SAMPLES, budget_seconds: float = 2.0)
         chosen_tasks = []
     judged = [kind for kind in kinds if kind not in ("released", None)]
     return judged.count("outside"), len(judged)
+
+
+def _loop_of(task: object) -> Any:
+    try:
+        return task.get_loop()  # type: ignore[attr-defined]
+    except Exception:
+        return None
+
+
+def _let_loops_run(loops: dict[int, Any]) -> None:
+    """Return once each loop has run two rounds of callbacks (or after STRANDED_RECHECK_WAIT):
+    a timer the loop has popped runs in the round it is popped, and the task it wakes in the
+    next. A loop that is not running, or runs on this thread, is not waited for."""
+    asyncio = sys.modules["asyncio"]
+    deadline = time.monotonic() + STRANDED_RECHECK_WAIT
+    for loop in loops.values():
+        if loop is asyncio._get_running_loop() or not loop.is_running():
+            continue
+        for _ in range(2):
+            turned = threading.Event()
+            try:
+                loop.call_soon_threadsafe(turned.set)
+            except RuntimeError:  # closed meanwhile
+                break
+            if not turned.wait(max(0.0, deadline - time.monotonic())):
+                return
 
 
 def _waits_on(task: object, future: object) -> bool:
