@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import leakwatch
+from leakwatch.server import MAX_CONCURRENT
 from tests.integration.conftest import wait_for
 
 TOKEN = "graph-token-for-tests"
@@ -107,13 +108,14 @@ def test_a_flood_of_graph_requests_gets_one_graph_at_a_time_and_metrics_still_an
         host, port = watcher.server_address
         url = f"http://{host}:{port}/api/graph?type={__name__}.Order&samples=32"
         with watcher._tick_lock:  # a tick in progress: whichever graph gets the turn waits for it
-            with ThreadPoolExecutor(max_workers=12) as pool:
+            # Fewer clients than request slots, so none is turned away for want of one (that
+            # is the server tests' business): each is either the one graph or told it is busy.
+            with ThreadPoolExecutor(max_workers=MAX_CONCURRENT - 1) as pool:
                 flood = list(pool.map(lambda _: get(url, token=None)[0], range(24)))
             assert get(f"http://{host}:{port}/metrics", token=None)[0] == 200
-        # One request held the turn until its budget ran out (503); the rest were turned away
-        # at once, busy (429) or over the request slots (503).
-        assert set(flood) <= {429, 503}, flood
-        assert flood.count(429) >= 10, flood
+        # The request that had the turn waited until its budget ran out (503); the rest were
+        # turned away at once, busy (429). Another may take the turn if the flood outlasts a budget.
+        assert set(flood) <= {429, 503} and 1 <= flood.count(503) <= 3, flood
         assert get(url, token=None)[0] == 200  # and it serves graphs again afterwards
     finally:
         watcher.stop()

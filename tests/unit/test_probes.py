@@ -202,7 +202,7 @@ CONTENDED = """
 import os, sys, time
 sys.path.insert(0, {root!r})
 from leakwatch.probes.process import run_and_wait_seconds
-os.sched_setaffinity(0, {{0}})
+os.sched_setaffinity(0, {{min(os.sched_getaffinity(0))}})  # one core this process may use
 spinner = os.fork()
 if spinner == 0:  # a busy neighbour on the same core
     end = time.monotonic() + 1.5
@@ -226,4 +226,5 @@ def test_a_process_sharing_its_core_with_a_busy_one_waits_about_as_long_as_it_ru
 
     assert done.returncode == 0, done.stderr
     share = float(done.stdout)
-    assert 0.3 < share < 0.7, "two busy processes on one core get about half of it each"
+    # About half each; a third busy process on that core (a noisy machine) would make it a third.
+    assert 0.25 < share < 0.7, "two busy processes on one core get about half of it each"
