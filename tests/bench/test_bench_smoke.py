@@ -86,7 +86,7 @@ def test_scrape_bench_small_storm_reports_size_and_bounds(tmp_path: Path) -> Non
     bench = load_bench("bench_scrape")
     out = tmp_path / "s.json"
 
-    assert bench.main(["--types", "300", "--sites", "300", "--repeat", "3", "--wait", "30", "--json", str(out)]) == 0
+    assert bench.main(["--types", "300", "--sites", "300", "--repeat", "3", "--wait", "90", "--json", str(out)]) == 0
 
     r = json.loads(out.read_text(encoding="utf-8"))
     assert r["suspects_omitted"] > 0, "300 growing types should pass the export cap of 50"
