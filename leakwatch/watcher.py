@@ -48,6 +48,9 @@ WINDOW_PROCESS_KEYS = ("traced", "trace_overhead")
 GRAPH_REQUEST_FILE = "graph-request"
 MAX_GRAPH_FILES = 40  # 20 graphs, a .json and a .dot each
 GRAPHS_PER_TICK = 3
+# A request file is taken once it has not changed for this long: `echo id > graph-request`
+# creates the file before it writes the id, and an empty request means every type suspect.
+GRAPH_REQUEST_SETTLE_SECONDS = 0.2
 # Points of each suspect's chart on the report (and the HTML page).
 TREND_POINTS = 32
 # Census kinds whose largest entries each report carries (Config.top_k of them).
@@ -381,10 +384,13 @@ class Watcher:
         targets: list[str] = []
         taken = f"{request}.{os.getpid()}"
         try:
-            os.rename(request, taken)  # one process takes a request, even with several watching
+            # A file still being written waits for a later tick.
+            taking = abs(time.time() - os.stat(request).st_mtime) >= GRAPH_REQUEST_SETTLE_SECONDS
+            if taking:
+                os.rename(request, taken)  # one process takes a request, even with several watching
         except OSError:
-            pass
-        else:
+            taking = False
+        if taking:
             with open(taken, encoding="utf-8", errors="replace") as f:
                 wanted = f.read(300).strip()
             os.unlink(taken)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -26,6 +27,21 @@ def wait_for(condition: Callable[[], object], timeout: float = 30.0, step: float
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {timeout} s")
         time.sleep(step)
+
+
+_HANDED_OUT: set[int] = set()
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now, for a server that takes a port number rather than a socket;
+    never the same one twice in this run, so two asked for together differ."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 @pytest.fixture(autouse=True)

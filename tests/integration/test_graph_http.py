@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -195,7 +196,9 @@ def test_graph_dir_takes_requests_and_draws_new_suspects(subprocess_env, tmp_pat
         assert first["target"] == "__main__.Job"
         assert first["paths"][0]["text"].startswith("module __main__ .backlog -> list")
         assert drawn[0].with_suffix(".dot").read_text().startswith("digraph leakwatch {")
-        (graphs / "graph-request").write_text("__main__.Job\n")
+        with open(graphs / "graph-request", "w") as request:  # as `echo` would: created, then written
+            time.sleep(0.15)  # ticks come and go meanwhile; the empty file is not a request for every suspect
+            request.write("__main__.Job\n")
         wait_for(lambda: (graphs / f"graph-{proc.pid}-__main__.Job.json").exists(), timeout=30, step=0.2)
         assert not (graphs / "graph-request").exists()  # taken
         (graphs / "graph-request").write_text("not a type!")  # a bad request is logged, nothing breaks

@@ -186,11 +186,11 @@ def test_asgi_app_mounted_in_starlette_under_uvicorn():
         return PlainTextResponse("host app")
 
     app = Starlette(routes=[Route("/", home), Mount("/leakwatch", app=leakwatch.asgi_app(watcher))])
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))  # handed to uvicorn bound: no other process can take the port meanwhile
+    port = listening.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
     thread.start()
     try:
         wait_for(lambda: server.started, timeout=20)
@@ -206,6 +206,7 @@ def test_asgi_app_mounted_in_starlette_under_uvicorn():
     finally:
         server.should_exit = True
         thread.join(10)
+        listening.close()
 
 
 def test_default_apps_follow_the_process_wide_watcher():

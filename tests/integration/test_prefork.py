@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -21,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 import pytest
 
-from tests.integration.conftest import ROOT, wait_for
+from tests.integration.conftest import ROOT, free_port, wait_for
 
 APPS = os.path.join(ROOT, "tests", "integration", "apps")
 LEAKING_TYPE = "leaky_wsgi.Session"
@@ -35,12 +34,6 @@ SETTINGS = {
 MAX_REQUESTS = 3000  # the load loop's bound
 
 pytest.importorskip("gunicorn")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url: str, timeout: float = 10) -> bytes:

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -23,7 +22,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.deploy.exprs import RULES, dashboard_exprs, rule_exprs, substitute
-from tests.integration.conftest import UNBUDGETED, wait_for
+from tests.integration.conftest import UNBUDGETED, free_port, wait_for
 
 JOB = "leakwatch"
 RATE_INTERVAL = "10s"
@@ -34,12 +33,6 @@ RATE_INTERVAL = "10s"
 # a 120 s interval (its firing is tested by promtool in tests/deploy).
 FIRING = {"LeakwatchLeakSuspected", "LeakwatchMemoryLimitProjected"}
 QUIET = {"LeakwatchSuspectsOmitted", "LeakwatchErrors", "LeakwatchStalled", "LeakwatchOverBudget"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def query(base: str, expr: str) -> list[dict]:
