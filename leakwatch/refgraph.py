@@ -556,16 +556,22 @@ class _Search:
                 if oid in held[tid]:
                     continue
                 if self._released(keep, oid, is_target=oid == tid):
-                    found[tid] = ("released", "", oid)
-                    break
+                    if oid == tid:
+                        found[tid] = ("released", "", oid)
+                        break
+                    # A holder let go of meanwhile is no path any more; the rest of the
+                    # frontier may still be one. Released, if the search finds no root.
+                    self.unheld.setdefault(tid, ("released", "", oid))
+                    continue
                 self.roots.read_locals()
                 if oid in self.roots.locals:
                     found[tid] = ("thread", self.roots.locals[oid][0], oid)
                     break
                 # Nothing Python can see holds it: a C extension, a leaked reference count, or
                 # an object in flux. A root the rest of the frontier reaches says more, so this
-                # stands only if the search finds none.
-                self.unheld.setdefault(tid, ("outside", "held outside Python", oid))
+                # stands only if the search finds none (and over a holder let go of).
+                if self.unheld.get(tid, ("",))[0] != "outside":
+                    self.unheld[tid] = ("outside", "held outside Python", oid)
                 break
             frontiers[tid] = following[tid]
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 import leakwatch
+from leakwatch import refgraph
 from leakwatch.model import Suspect
 from leakwatch.refgraph import find_paths, safe_key, scrubbed_repr, stranded_tasks, to_dot
 
@@ -293,6 +294,30 @@ def test_holders_mutated_while_the_search_names_them(module):
         stop.set()
         thread.join(10)
         sys.setswitchinterval(interval)
+
+
+def test_a_holder_let_go_of_during_the_search_leaves_the_other_path(module, monkeypatch):
+    # The instance is held twice: by the module's list, and by a request's list that the
+    # application drops between two heap walks. The dropped one is no path any more; the
+    # search goes on along the other instead of calling the instance released.
+    Session = leaky_class(module)
+    session = Session()
+    module._sessions = [session]
+    request = types.SimpleNamespace(held=[session])
+    del session
+    level = refgraph._Search._level
+    walks = []
+
+    def application_runs_between_walks(self, *args):
+        level(self, *args)
+        walks.append(1)
+        request.held = None
+
+    monkeypatch.setattr(refgraph._Search, "_level", application_runs_between_walks)
+    graph = find_paths(f"{module.__name__}.Session")
+
+    assert len(walks) >= 2 and graph.released == 0
+    assert [(p.root, p.edges[:1]) for p in graph.paths] == [("module", ("._sessions",))]
 
 
 def test_untracked_bytes_are_found_among_what_tracked_objects_hold(module):
