@@ -19,9 +19,7 @@ import pytest
 
 from .conftest import PROGRAMS, ROOT, UNBUDGETED
 
-# 30 s: three tracing windows (each 3 s, then a cooldown of two), so a site confirmed by one is
-# still drawn while the next traces.
-SECONDS = float(os.environ.get("LEAKWATCH_TEST_SCENARIO_SECONDS", "30"))
+SECONDS = float(os.environ.get("LEAKWATCH_TEST_SCENARIO_SECONDS", "20"))
 SETTINGS = {
     "LEAKWATCH_INTERVAL": "0.1",
     "LEAKWATCH_WARMUP": "2",
