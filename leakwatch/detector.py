@@ -510,7 +510,17 @@ def detect(
                 note(f"process:{PROCESS_SUSPECT_KEY}")
         elif explained is False or f"process:{PROCESS_SUSPECT_KEY}" in old:
             judge("process", PROCESS_SUSPECT_KEY, rss_trend, rss, confirm, "not explained by Python allocations")
+        elif rss_trend is not None:
+            # Growth that Python explains is no process suspect, but it still grows: it keeps
+            # its start time, so the tracing window that explained it can name its sites.
+            note(f"process:{PROCESS_SUSPECT_KEY}")
 
+    # A process candidate that misses a few ticks keeps its start time, as `judge` keeps a type's
+    # (opening a tracing window moves RSS and blocks for a moment).
+    named = {f"{s.kind}:{s.key}" for s in suspects}
+    for ident, (first, last) in prior.pending.items():
+        if ident.startswith("process:") and ident not in pending and ident not in named and now - last <= GAP * p.window:
+            pending[ident] = (first, last)
     growing = bool(triggers) or any(not k.startswith("site:") for k in pending) or any(s.kind != "site" for s in suspects)
     growing_at = now if growing else prior.growing_at
     # New sites are named only for growth that has lasted: a confirmed suspect, or a candidate

@@ -249,6 +249,24 @@ def test_site_growing_through_a_tracing_window_is_flagged_while_tracing():
     assert ("site", "app/views.py:42") in {(s.kind, s.key) for s in verdicts[-1].suspects}
 
 
+def test_untracked_bytes_growth_names_its_site_in_the_first_tracing_window():
+    # Payloads over 512 bytes go to malloc: RSS grows, interpreter blocks stay flat, no type
+    # grows. The tracing window explains RSS by traced bytes; that growth still counts as
+    # lasting, so the window names the site rather than waiting for a later one.
+    params = Params(**{**PARAMS.__dict__, "can_trace": True, "trace_window": 40})
+    rng = random.Random(11)
+    site = ("site", "app/upload.py:12")
+    signals = {
+        ("process", "rss"): lambda t: 50e6 + 100_000 * t + rng.uniform(0, 100_000),
+        ("process", "py_blocks"): lambda t: 40_000 + rng.uniform(-300, 300),
+        ("process", "traced"): lambda t: None if t < 60 else 100_000 * (t - 60),
+        site: lambda t: None if t < 60 else 100_000 * (t - 60),
+    }
+    verdicts = simulate(signals, duration=99, interval=1, params=params, tracing=lambda t: 60 <= t < 100)
+    assert keys_ever(verdicts, "site") == {"app/upload.py:12"}
+    assert keys_ever(verdicts, "process") == set()
+
+
 def test_site_turning_over_a_bounded_structure_is_not_flagged():
     params = Params(**{**PARAMS.__dict__, "can_trace": True, "trace_window": 40})
     # Bytes allocated since the window opened and still alive: a bounded LRU replacing its
