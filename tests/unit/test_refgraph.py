@@ -514,5 +514,23 @@ def test_stranded_tasks_beside_busy_ones_are_all_found():
     assert found == 30 and sampled >= 30
 
 
+def test_tasks_being_cancelled_are_neither_stranded_nor_a_backlog():
+    # asyncio.run ends by cancelling every pending task: each future is cancelled at once, and
+    # its task wakes a round of the loop later. Meanwhile the loop holds the future for that
+    # wake-up, so a check at that moment must leave the tasks out, not call them a backlog.
+    result = {}
+
+    async def main():
+        tasks = [asyncio.create_task(never_answered(i)) for i in range(30)]
+        await asyncio.sleep(0.05)
+        for task in tasks:
+            task.cancel()
+        result["value"] = stranded_tasks(samples=1000)  # before the loop runs again
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(main())
+    assert result["value"] == (0, 0)
+
+
 def test_no_event_loop_no_stranded_tasks():
     assert stranded_tasks() == (0, 0)
