@@ -976,10 +976,10 @@ def stranded_tasks(samples: int = STRANDED_SAMPLES, budget_seconds: float = 2.0)
     del pairs
     try:
         kinds = _wait_kinds(chosen_tasks, futures, started + budget_seconds)
-        for i, (task, future) in enumerate(zip(chosen_tasks, futures, strict=True)):
-            if not _waits_on(task, future):  # woken during the search, whatever held it
+        for i, future in enumerate(futures):
+            if future.cancelled():  # type: ignore[attr-defined]  # cancelled during the search (asyncio.run's exit): no verdict
                 kinds[i] = "released"
-        task = future = None
+        future = None
         if "outside" in kinds:
             again = [i for i, kind in enumerate(kinds) if kind == "outside"]
             _let_loops_run({id(loop): loop for loop in (_loop_of(chosen_tasks[i]) for i in again) if loop is not None})
