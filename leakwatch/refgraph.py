@@ -951,10 +951,10 @@ def stranded_tasks(samples: int = STRANDED_SAMPLES, budget_seconds: float = 2.0)
     where only a C local sees it (the loop has popped the timer handle and not yet run it). So a
     task is stranded only if a second search, once its loop has finished whatever it was doing,
     finds it stranded too and it still waits on the same future; a task woken meanwhile, or whose
-    future is done (a wake-up under way, as when asyncio.run cancels every task at exit), is left
-    out of the sample. Costs one walk of the gc list plus one per level of the search, shared by
-    all samples; the second search (on at most half the budget) runs only when the first finds
-    something stranded.
+    future is cancelled (as asyncio.run cancels every task at exit), is left out of the sample.
+    Costs one walk of the gc list plus one per level of the search, shared by all samples; the
+    second search (on at most half the budget) runs only when the first finds something
+    stranded.
     """
     asyncio = sys.modules.get("asyncio")
     if asyncio is None:
@@ -967,9 +967,13 @@ def stranded_tasks(samples: int = STRANDED_SAMPLES, budget_seconds: float = 2.0)
     waiting = [t for t in tasks if not t.done() and getattr(t, "_fut_waiter", None) is not None]
     del tasks
     # Each waiter is read once: a task the loop wakes meanwhile has None there, and None as
-    # a target would make every object a holder. A future already done (set, or cancelled as
-    # asyncio.run cancels every task at exit) is a wake-up under way: the loop holds it for that.
-    pairs = [(t, w) for t, w in ((t, getattr(t, "_fut_waiter", None)) for t in spread(waiting, samples)) if _pending(w)]  # type: ignore[arg-type]
+    # a target would make every object a holder. A future cancelled (as asyncio.run cancels
+    # every task at exit) is held by the loop only to wake its task: that says nothing.
+    pairs = [
+        (t, w)
+        for t, w in ((t, getattr(t, "_fut_waiter", None)) for t in spread(waiting, samples))
+        if w is not None and not _cancelling(w)  # type: ignore[arg-type]
+    ]
     del waiting
     chosen_tasks = [t for t, _ in pairs]
     futures = [w for _, w in pairs]
@@ -977,7 +981,7 @@ def stranded_tasks(samples: int = STRANDED_SAMPLES, budget_seconds: float = 2.0)
     try:
         kinds = _wait_kinds(chosen_tasks, futures, started + budget_seconds)
         for i, future in enumerate(futures):
-            if future.cancelled():  # type: ignore[attr-defined]  # cancelled during the search (asyncio.run's exit): no verdict
+            if _cancelling(future):  # cancelled during the search (asyncio.run's exit): no verdict
                 kinds[i] = "released"
         future = None
         if "outside" in kinds:
@@ -1025,13 +1029,14 @@ def _let_loops_run(loops: dict[int, Any]) -> None:
                 return
 
 
-def _pending(future: object) -> bool:
-    return future is not None and not future.done()  # type: ignore[attr-defined]
+def _cancelling(future: object) -> bool:
+    return future.cancelled()  # type: ignore[attr-defined]
 
 
 def _waits_on(task: object, future: object) -> bool:
-    """The task is still pending on that future, and the future too: no wake-up is under way."""
-    return not task.done() and getattr(task, "_fut_waiter", None) is future and _pending(future)  # type: ignore[attr-defined]
+    """The task is still pending on that future, not being cancelled: the loop has not woken
+    it since it was read."""
+    return not task.done() and getattr(task, "_fut_waiter", None) is future and not _cancelling(future)  # type: ignore[attr-defined]
 
 
 def _wait_kinds(chosen_tasks: list[object], futures: list[object], deadline: float) -> list[str | None]:
