@@ -31,6 +31,11 @@ def _count_elements_fallback(mapping: dict[type, int], iterable: Iterable[type])
 # The C helper behind Counter; absent on interpreters without the _collections accelerator.
 _count_elements = getattr(collections, "_count_elements", _count_elements_fallback)
 
+try:  # the census's own C tally, built at install where a compiler is (setup.py); optional
+    from leakwatch.probes._census import count_types as _count_types
+except ImportError:
+    _count_types = None
+
 # Objects leakwatch itself keeps between ticks are not the application's to worry about.
 OWN_MODULES = frozenset(
     {
@@ -92,8 +97,12 @@ class CensusProbe:
 
     name = "census"
 
-    def __init__(self, slice_size: int = SLICE) -> None:
+    def __init__(self, slice_size: int = SLICE, accelerated: bool = True) -> None:
         self.slice_size = slice_size
+        # Counting in C costs about what making the list of every object costs, and nothing
+        # per object after it: no list of types, no tally. It holds the GIL for the whole
+        # count, about as long as the census's one C call holds it anyway.
+        self.count_types = _count_types if accelerated else None
 
     def read(self, visit: Visitor | None = None, own: Mapping[str, int] | None = None) -> dict[str, float]:
         """Return `{type_key: count}`; `visit(objects, types_by_key)` may look at the heap first.
@@ -104,7 +113,11 @@ class CensusProbe:
         # Only the objects' types are kept: see `live_objects` for why no object is. A visitor
         # gets the objects from the same walk, tuples left out.
         objs: list[object] = []
-        if visit is None:
+        kinds: list[type] = []
+        by_type: dict[type, int] | None = None
+        if visit is None and self.count_types is not None:
+            by_type = self.count_types(gc.get_objects)
+        elif visit is None:
             kinds = list(map(type, every_object()))
         else:
             everything = gc.get_objects()
@@ -112,7 +125,8 @@ class CensusProbe:
             objs = list(compress(everything, map(is_not, kinds, repeat(tuple))))
             del everything
         try:
-            by_type = self._tally(kinds)
+            if by_type is None:
+                by_type = self._tally(kinds)
             counts: dict[str, float] = {}
             types: dict[str, type] = {}
             for tp, n in by_type.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import subprocess
 import sys
 import tracemalloc
@@ -11,6 +12,7 @@ import weakref
 
 import pytest
 
+from leakwatch.probes import census
 from leakwatch.probes.census import CensusProbe, type_key
 from leakwatch.probes.process import ProcessProbe, cgroup_memory_limit, run_and_wait_seconds
 from leakwatch.probes.sites import MAX_ATTRIBUTED_TYPES, SiteProbe
@@ -34,8 +36,44 @@ def test_type_keys_are_module_qualname_and_builtins_bare():
     assert type_key(tracemalloc.Snapshot) == "tracemalloc.Snapshot"
 
 
-def test_census_counts_live_instances():
-    probe = CensusProbe(slice_size=1000)  # small slices: the tally must add up across them
+# The C tally is built wherever a compiler is (setup.py); without one the census runs in Python.
+needs_c_tally = pytest.mark.skipif(
+    census._count_types is None and shutil.which("cc") is None, reason="no C compiler: the C tally is not built"
+)
+TALLIES = [pytest.param(True, marks=needs_c_tally, id="C"), pytest.param(False, id="Python")]
+
+
+@needs_c_tally
+def test_the_c_tally_is_built_where_a_compiler_is():
+    assert census._count_types is not None, "leakwatch/probes/_census.c was not built: pip install -e . again"
+
+
+@needs_c_tally
+def test_the_c_tally_counts_by_type_and_restores_the_collector():
+    objects = [1, "a", [], {}, [], Widget(), Widget(), Widget(), (1,)] + [Slotted() for _ in range(3000)]
+    assert census._count_types(lambda: objects) == {int: 1, str: 1, list: 2, dict: 1, Widget: 3, tuple: 1, Slotted: 3000}
+    assert census._count_types(list) == {}
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        census._count_types(lambda: objects)
+        assert not gc.isenabled()  # left as the application had it
+    finally:
+        gc.enable()
+
+
+@needs_c_tally
+def test_the_c_tally_rejects_what_is_not_a_list_and_passes_errors_on():
+    with pytest.raises(TypeError, match="must return a list, not tuple"):
+        census._count_types(lambda: (1, 2))
+    with pytest.raises(ZeroDivisionError):
+        census._count_types(lambda: 1 / 0)
+    assert gc.isenabled()
+
+
+@pytest.mark.parametrize("accelerated", TALLIES)
+def test_census_counts_live_instances(accelerated):
+    probe = CensusProbe(slice_size=1000, accelerated=accelerated)  # small slices: the tally must add up across them
     before = probe.read().get(f"{__name__}.Widget", 0)
     widgets = [Widget() for _ in range(5000)]
     after = probe.read()[f"{__name__}.Widget"]
@@ -49,12 +87,14 @@ def test_census_subtracts_what_leakwatch_owns():
     assert probe.read(own={"function": 10})["function"] == plain - 10
 
 
-def test_census_keeps_nothing_alive_and_adds_no_referrers():
-    probe = CensusProbe()
+@pytest.mark.parametrize("accelerated", TALLIES)
+def test_census_keeps_nothing_alive_and_adds_no_referrers(accelerated):
+    probe = CensusProbe(accelerated=accelerated)
     target = Widget()
     ref = weakref.ref(target)
     referrers_before = len(gc.get_referrers(target))
     seen: list[int] = []
+    assert probe.read()[f"{__name__}.Widget"] >= 1
     probe.read(visit=lambda objs, types: seen.append(len(objs)))
     assert seen and seen[0] > 1000
     assert len(gc.get_referrers(target)) == referrers_before
