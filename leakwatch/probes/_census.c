@@ -1,10 +1,11 @@
 /* The census's tally in C: every gc-tracked object counted by type, in one call.
  *
  * count_types(get_objects) calls get_objects() (gc.get_objects), counts the list's items by
- * type in a table keyed by the type's address, builds {type: count} and drops the list, all
- * before returning: no bytecode runs while the list of every object exists (see
+ * type in a table keyed by the type's address, drops the list and returns {type: count}:
+ * no bytecode runs while the list of every object exists (see
  * census.live_objects for why that matters), and no int is made per object. The collector
- * is paused from the call until the list is dropped, so no finalizer runs in between.
+ * is paused from the call until the list is dropped, so no finalizer runs in between; the
+ * dict is built after (each type held meanwhile), so no hashing runs Python code before.
  * Public C API only (Python 3.10 and later).
  */
 #define PY_SSIZE_T_CLEAN
@@ -117,8 +118,24 @@ static PyObject *count_types(PyObject *module, PyObject *get_objects) {
         }
         t.counts[h]++;
     }
-    /* Before the list goes: its objects keep their types alive, and the dict then holds them. */
+    /* The list's objects keep their types alive: hold the types, drop the list, and only then
+       build the dict, whose hashing may run Python code (a metaclass's __hash__). */
+    for (size_t i = 0; i < t.capacity; i++) {
+        if (t.keys[i] != NULL) {
+            Py_INCREF(t.keys[i]);
+        }
+    }
+    Py_CLEAR(objs);
+    if (was_enabled) {
+        PyGC_Enable();
+        was_enabled = 0;
+    }
     out = to_dict(&t);
+    for (size_t i = 0; i < t.capacity; i++) {
+        if (t.keys[i] != NULL) {
+            Py_DECREF(t.keys[i]);
+        }
+    }
 done:
     table_free(&t);
     Py_XDECREF(objs);

@@ -53,6 +53,15 @@ def test_the_c_tally_counts_by_type_and_restores_the_collector():
     objects = [1, "a", [], {}, [], Widget(), Widget(), Widget(), (1,)] + [Slotted() for _ in range(3000)]
     assert census._count_types(lambda: objects) == {int: 1, str: 1, list: 2, dict: 1, Widget: 3, tuple: 1, Slotted: 3000}
     assert census._count_types(list) == {}
+
+    class Hashed(type):  # a metaclass whose hash is Python code, run as the dict is built
+        def __hash__(cls) -> int:
+            return 7
+
+    class Odd(metaclass=Hashed):
+        pass
+
+    assert census._count_types(lambda: [Odd(), Odd()]) == {Odd: 2}
     assert gc.isenabled()
     gc.disable()
     try:
