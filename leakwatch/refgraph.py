@@ -1030,7 +1030,10 @@ def _let_loops_run(loops: dict[int, Any]) -> None:
 
 
 def _cancelling(future: object) -> bool:
-    return future.cancelled()  # type: ignore[attr-defined]
+    try:
+        return bool(future.cancelled())  # type: ignore[attr-defined]
+    except Exception:  # a future-like object of another library's loop, without the Future API
+        return False
 
 
 def _waits_on(task: object, future: object) -> bool:
