@@ -361,10 +361,7 @@ def _print_reports(reports: dict[int, Report], main_pid: int | None, out: TextIO
     for pid in order:
         report = reports[pid]
         who = "" if len(reports) == 1 else f" [pid {pid}]"
-        if not report.suspects:
-            print(f"leakwatch{who}: no leak suspected ({report.samples} samples)", file=out)
-            continue
-        print(f"leakwatch{who}: {len(report.suspects)} suspected leak(s) after {report.samples} samples:", file=out)
+        print(f"leakwatch{who}: {report.summary()}{':' if report.suspects else ''}", file=out)
         for s in report.suspects:
             print(f"  {s.describe()}", file=out)
 

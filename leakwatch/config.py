@@ -92,13 +92,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "window",
-        300.0,
+        180.0,
         "seconds",
-        "How much recent history a verdict weighs; also how long growth must have stopped before a suspect is cleared. "
-        "At least 5 intervals.",
+        "How much recent history a verdict weighs: a steady leak is named about one window after warm-up; also how "
+        "long growth must have stopped before a suspect is cleared. At least 5 intervals.",
         0.05,
         30 * 86400.0,
-        intervals=60,
+        intervals=36,
     ),
     Option(
         "tracemalloc",
@@ -172,7 +172,8 @@ OPTIONS: tuple[Option, ...] = (
         "report_file",
         "",
         "str",
-        "When set, the report is written there as JSON whenever the suspects change and when the watcher stops; "
+        "When set, the report is written there as JSON (atomically: a new file replaces the old) after every sample "
+        "and when the watcher stops, so a process killed by SIGTERM leaves its last sample's report; "
         "{pid} in it becomes the process id.",
     ),
     Option(
@@ -300,7 +301,7 @@ class Config:
     enabled: bool = True
     interval: float = 5.0
     warmup: float = 60.0
-    window: float = 300.0
+    window: float = 180.0
     tracemalloc: str = "auto"
     trace_frames: int = 1
     trace_window: float = 60.0
@@ -331,6 +332,10 @@ class Config:
     workers_dir: str = ""
     freeze: bool = True
     graph_reprs: bool = False
+    # The options the user set (by keyword, ``LEAKWATCH_*`` or ``-o``): used as given. Only
+    # the others (defaults, and time options that follow the interval) may be adapted by the
+    # cost governor.
+    explicit: frozenset[str] = frozenset()
 
     @classmethod
     def from_options(cls, env: Mapping[str, str] | None = None, **options: Any) -> Config:
@@ -345,15 +350,18 @@ class Config:
                 raise ConfigError(name, options[name], "an option name, one of " + ", ".join(OPTION_NAMES))
         _warn_unknown_env(env)
         values: dict[str, Any] = {}
+        given: set[str] = set()
         from_env: set[str] = set()
         derived: list[Option] = []
         for opt in OPTIONS:
             if name_given(opt.name, options):
                 values[opt.name] = _coerce_keyword(opt, options[opt.name])
+                given.add(opt.name)
             # An empty variable (common in templated manifests) counts as unset.
             elif env.get(opt.env, "").strip() and (parsed := _parse_env(opt, env[opt.env])) is not _UNSET:
                 values[opt.name] = parsed
                 from_env.add(opt.name)
+                given.add(opt.name)
             elif opt.intervals is not None:
                 derived.append(opt)
             else:
@@ -363,10 +371,20 @@ class Config:
             # watcher that judges in seconds, as tests and demos want.
             values[opt.name] = round(opt.intervals * values["interval"], 6)
         _check_relations(values, options, from_env)
-        return cls(**values)
+        return cls(**values, explicit=frozenset(given))
+
+    def given(self, name: str) -> bool:
+        """Whether the user set this option (keyword, environment or ``-o``): then it is used as given."""
+        return name in self.explicit
+
+    def options(self) -> dict[str, Any]:
+        """The options the user set, as keywords: `Config.from_options(env={}, **c.options())`
+        builds this config again."""
+        return {name: getattr(self, name) for name in self.explicit}
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every option's value (not which were given)."""
+        return {name: getattr(self, name) for name in OPTION_NAMES}
 
 
 def name_given(name: str, options: Mapping[str, Any]) -> bool:

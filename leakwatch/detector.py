@@ -21,8 +21,8 @@ The same test also runs on the whole history since warm-up (downsampled points k
 floor, so churn averages out), which finds trickles too slow to see in one window, as long
 as the last window still rose above everything before it.
 
-A candidate becomes a suspect after it has held for a whole window (gaps of up to a quarter
-window allowed).
+A candidate becomes a suspect after it has held for half a window (gaps of up to a quarter
+window allowed): one window after warm-up for a steady leak.
 A suspect is cleared when a whole window passes with neither a new high nor a floor above
 the previous window's. A site suspect is re-judged by each tracing window instead.
 """
@@ -58,12 +58,15 @@ SITE_RATE_SHARE = 0.25
 LONG_SPAN = 3.0
 # A candidate that misses ticks for less than this share of a window keeps its start time.
 GAP = 0.25
-# A candidate becomes a suspect after holding this many windows: a working set wandering
-# upward reverts within that time; a leak does not.
-CONFIRM = 1.0
+# A candidate becomes a suspect after holding this many windows. A candidate needs half a
+# window of points, so a steady leak is named one window after warm-up: by then the test has
+# passed on every tick of a whole window of growth, which a working set wandering upward or a
+# cache still filling at the start of that window does not keep up.
+CONFIRM = 0.5
 # How long (in windows) the growth that opened a tracing window must have lasted before a
-# site is named.
-SITE_TRIGGER_AGE = 0.25
+# site is named: as long as a type's must before it is named (a cache filling just after
+# warm-up fills the same lines a leak would, and has stopped by then).
+SITE_TRIGGER_AGE = CONFIRM
 # Sites are judged on most of a tracing window, so that turnover has time to level off.
 SITE_SPAN = 0.75
 
@@ -72,7 +75,7 @@ SITE_SPAN = 0.75
 class Params:
     """What the detector needs from the config, in plain numbers."""
 
-    window: float = 300.0
+    window: float = 180.0
     warmup: float = 60.0
     significance: float = 0.01
     min_growth_objects: float = 100.0
@@ -407,6 +410,12 @@ def rss_explained(history: History, p: Params, python_growing: bool) -> bool | N
             return True
         return traced_slope >= EXPLAINED_SHARE * net
     return None if p.can_trace else False
+
+
+def time_to_verdict(p: Params, interval: float) -> float:
+    """Seconds from the first sample until a steady leak can be named: warm-up, half a window
+    of points for a candidate, the confirmation hold, and the tick that sees it."""
+    return p.warmup + (0.5 + CONFIRM) * p.window + interval
 
 
 def detect(

@@ -87,6 +87,7 @@ class Governor:
         self._traced_between = False  # a window of ours was open since the last reading
         self._started = now
         self._credit = 0.0  # application-seconds tracing may still cost
+        self._filled = False  # the credit is filled to one whole window once the cost is known
         self._credit_at = now
         self._traced_since: float | None = None  # start of an open window of ours
         self._trace_spent = 0.0
@@ -94,7 +95,7 @@ class Governor:
         self._traced_seconds = 0.0
         self._deferred = 0
         self._waiting = False  # a window is wanted and not yet affordable
-        self._said_stretch = False
+        self._direction = 0  # the way the interval last moved: +1 stretched, -1 shortened
         self._said_ceiling = False
         self._said_deferred = False
 
@@ -124,34 +125,37 @@ class Governor:
         return self.config.cpu_budget * self.core_share
 
     def after_tick(self, cpu_seconds: float, objects: int) -> bool:
-        """Take one tick's CPU time; True when the interval (and maybe the window) changed."""
+        """Take one tick's CPU time; True when the interval (and maybe the window) changed.
+
+        Only what the user left at its default moves: an `interval` the user set is kept even
+        when it costs more than the budget (logged once as a warning; the spend is exported and
+        LeakwatchOverBudget fires), and a `window` the user set caps how far the interval may
+        stretch (the detector needs `WINDOW_TICKS` samples in it)."""
         cpu = max(0.0, cpu_seconds)
         self._own_cpu += cpu
         self._tick_cpu = cpu if self._tick_cpu is None else self._tick_cpu + CPU_SMOOTHING * (cpu - self._tick_cpu)
         ceiling = max(self.config.interval, MAX_INTERVAL)
+        held = ""  # the option that keeps the pace from following the cost
+        if self.config.given("interval"):
+            ceiling, held = self.config.interval, "interval"
+        elif self.config.given("window") and self.config.window / WINDOW_TICKS < ceiling:
+            ceiling, held = max(self.config.interval, self.config.window / WINDOW_TICKS), "window"
         wanted = min(ceiling, max(self.config.interval, self._tick_cpu / (TARGET_SHARE * self.budget)))
-        if wanted == ceiling and self._tick_cpu > self.budget * ceiling and not self._said_ceiling:
-            self._said_ceiling = True
-            logger.warning(
-                "leakwatch: a sample of %s objects costs %.0f ms of CPU, more than cpu_budget %g%%%s allows even "
-                "at one sample every %.0f s; sampling goes on at that pace. Raise cpu_budget, or set census=false",
-                f"{objects:,}",
-                1000 * self._tick_cpu,
-                100 * self.config.cpu_budget,
-                self._share_note(),
-                ceiling,
-            )
+        if wanted == ceiling and self._tick_cpu > self.budget * ceiling:
+            self._over_budget(objects, ceiling, held)
         if wanted == self.interval or (
             wanted > self.config.interval and self.interval / STRETCH_DOWN <= wanted <= self.interval * STRETCH_UP
         ):
             return False  # (a pace back at the interval option is taken at once)
+        direction = 1 if wanted > self.interval else -1
         self.interval = wanted
-        self.window = max(self.config.window, WINDOW_TICKS * self.interval)
-        if self.interval > self.config.interval and not self._said_stretch:
-            self._said_stretch = True
+        if not self.config.given("window"):
+            self.window = max(self.config.window, WINDOW_TICKS * self.interval)
+        if direction != self._direction:
+            self._direction = direction
             logger.info(
                 "leakwatch: a sample of %s objects costs %.0f ms of CPU; to keep within cpu_budget %g%%%s "
-                "the interval is now %.1f s (interval option %.1f s) and the window %.0f s (window option %.0f s)",
+                "the interval is now %.1f s (default %.1f s) and the window %.0f s (default %.0f s)",
                 f"{objects:,}",
                 1000 * self._tick_cpu,
                 100 * self.config.cpu_budget,
@@ -162,6 +166,30 @@ class Governor:
                 self.config.window,
             )
         return True
+
+    def _over_budget(self, objects: int, pace: float, held: str) -> None:
+        """Say once that sampling costs more than the budget at the slowest pace allowed."""
+        if self._said_ceiling:
+            return
+        self._said_ceiling = True
+        if held:
+            why = f"the {held} option ({getattr(self.config, held):g} s) is used as given"
+            advice = f"Raise cpu_budget, lengthen {held}, or leave it unset so leakwatch can space samples out"
+        else:
+            why = "sampling goes on at that pace"
+            advice = "Raise cpu_budget, or set census=false"
+        logger.warning(
+            "leakwatch: a sample of %s objects costs %.0f ms of CPU: %.2f%% of a core at one sample every %.1f s, "
+            "more than cpu_budget %g%%%s allows; %s. %s",
+            f"{objects:,}",
+            1000 * (self._tick_cpu or 0.0),
+            100 * (self._tick_cpu or 0.0) / pace,
+            pace,
+            100 * self.config.cpu_budget,
+            self._share_note(),
+            why,
+            advice,
+        )
 
     def _share_note(self) -> str:
         if self.core_share >= 0.95:
@@ -207,13 +235,17 @@ class Governor:
         cost = self.trace_cost
         if cost == 0.0:
             return self.config.trace_window
-        shortest = min(self.config.trace_window, shortest)
+        # A trace_window the user set is the length of every window: one opens when the
+        # credit pays for all of it, never a shorter one.
+        shortest = self.config.trace_window if self.config.given("trace_window") else min(self.config.trace_window, shortest)
         # Credit still accrues while the window is open: it pays for L seconds while
         # credit + budget * L >= cost * L.
         drain = cost - self.trace_rate
         if drain <= 0.0 or self._credit >= drain * shortest:
             self._waiting = False
-            return self.config.trace_window if drain <= 0.0 else min(self.config.trace_window, self._credit / drain)
+            if drain <= 0.0 or self.config.given("trace_window"):
+                return self.config.trace_window
+            return min(self.config.trace_window, self._credit / drain)
         if not self._waiting:
             self._waiting = True
             self._deferred += 1
@@ -247,6 +279,10 @@ class Governor:
         elapsed = max(0.0, now - self._credit_at)
         self._credit_at = now
         cap = self.trace_cost * self.config.trace_window
+        if not self._filled and cap > 0.0:
+            # The credit starts full, as a token bucket does: the first window (the first
+            # answer to "where does this leak come from") does not wait hours for its credit.
+            self._filled, self._credit = True, cap
         earned = self.trace_rate * elapsed
         if self._traced_since is not None:
             self._traced_seconds += elapsed

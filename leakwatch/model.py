@@ -123,7 +123,10 @@ class Report:
     "traced" and "trace_overhead"); `memory_limit` the container limit in bytes (0: none).
     `costs` is what leakwatch has spent on itself, `budget` what its cost governor decided.
     `trends` holds, for each suspect id, its history in at most 32 equal-time steps:
-    (wall-clock time, highest value in the step).
+    (wall-clock time, highest value in the step). `watched` is how many seconds the samples
+    span so far, and `verdict_after` how many a steady leak needs to be named at the current
+    pace (warm-up, then one window, then a tick): before that, no suspect means no verdict yet,
+    not "no leak" (`summary()` says which).
     """
 
     time: float = 0.0
@@ -142,6 +145,25 @@ class Report:
     costs: Costs = dataclasses.field(default_factory=Costs)
     budget: Budget = dataclasses.field(default_factory=Budget)
     trends: Mapping[str, tuple[tuple[float, float], ...]] = dataclasses.field(default_factory=dict)
+    watched: float = 0.0
+    verdict_after: float = 0.0
+
+    @property
+    def judged(self) -> bool:
+        """Whether the samples span long enough that a steady leak would have been named."""
+        return self.watched >= self.verdict_after
+
+    def summary(self) -> str:
+        """One line for people: the suspects, "no leak suspected", or "no verdict yet" and what it needs."""
+        span = f"{self.samples} samples over {self.watched:.0f} s"
+        if self.suspects:
+            return f"{len(self.suspects)} suspected leak(s) after {span}"
+        if not self.judged:
+            return (
+                f"no verdict yet: {span}; a verdict needs about {self.verdict_after:.0f} s "
+                f"at the current interval ({self.budget.interval:g} s)"
+            )
+        return f"no leak suspected ({span})"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -161,6 +183,8 @@ class Report:
             "costs": self.costs.to_dict(),
             "budget": self.budget.to_dict(),
             "trends": {sid: [[t, v] for t, v in points] for sid, points in self.trends.items()},
+            "watched": self.watched,
+            "verdict_after": self.verdict_after,
         }
 
     @classmethod
@@ -182,4 +206,6 @@ class Report:
             costs=Costs.from_dict(d.get("costs", {})),
             budget=Budget.from_dict(d.get("budget", {})),
             trends={sid: tuple((float(t), float(v)) for t, v in pts) for sid, pts in d.get("trends", {}).items()},
+            watched=float(d.get("watched", 0.0)),
+            verdict_after=float(d.get("verdict_after", 0.0)),
         )

@@ -87,7 +87,7 @@ class Watcher:
         **options: Any,
     ) -> None:
         if config is not None and options:
-            config = Config.from_options(**{**config.to_dict(), **options})
+            config = Config.from_options(env={}, **{**config.options(), **options})
         self.config = config if config is not None else Config.from_options(**options)
         self._clock = clock
         self._epoch = time.time() - clock()
@@ -512,11 +512,10 @@ class Watcher:
             report = dataclasses.replace(
                 report, costs=self._costs.snapshot(self._sampler.runs), budget=self._governor.snapshot(now)
             )
-            changed = {s.id for s in self._report.suspects} != {s.id for s in report.suspects}
             self._report = report
-            if changed:
-                # A process killed by a signal never reaches stop(): keep the file current.
-                self._write_report_file()
+            # A process killed by a signal it does not handle (SIGTERM, by default) never reaches
+            # stop(): the file always holds the last tick's report.
+            self._write_report_file()
             return report
 
     def _tick(self) -> Report:
@@ -558,6 +557,8 @@ class Watcher:
             memory_limit=sample.memory_limit,
             costs=self._report.costs,
             trends=self._trends(new.suspects),
+            watched=sample.t - (self._history.start if self._history.start is not None else sample.t),
+            verdict_after=detector.time_to_verdict(self._params, self._governor.interval),
         )
         return report
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 
 import pytest
 
-from leakwatch.detector import Params, assess, mann_kendall, theil_sen
+from leakwatch.detector import CONFIRM, Params, assess, mann_kendall, theil_sen, time_to_verdict
 from leakwatch.testing import simulate
 
 PARAMS = Params(window=60.0, warmup=10.0, significance=0.01, min_growth_objects=100, min_growth_bytes=1024**2, can_trace=False)
@@ -149,11 +150,35 @@ def test_bounded_deque():
 # --- lifecycle of a verdict -------------------------------------------------------------------
 
 
-def test_suspect_is_confirmed_only_after_holding_a_whole_window():
+def test_suspect_is_confirmed_only_after_holding_half_a_window():
     verdicts = simulate({TYPE: lambda t: 10 * t}, duration=120, interval=1, params=PARAMS)
     first = next(i for i, v in enumerate(verdicts) if v.suspects)
     candidate = next(i for i, v in enumerate(verdicts) if v.pending)
-    assert first - candidate >= PARAMS.window
+    assert first - candidate >= CONFIRM * PARAMS.window
+
+
+@pytest.mark.parametrize(
+    ("interval", "warmup", "window"),
+    [(5.0, 60.0, 180.0), (1.0, 10.0, 60.0), (0.25, 3.0, 10.0), (0.1, 2.0, 5.0), (30.0, 600.0, 3600.0)],
+)
+def test_a_steady_leak_is_named_within_warmup_and_one_window_at_any_setting(interval, warmup, window):
+    params = dataclasses.replace(PARAMS, warmup=warmup, window=window, min_growth_objects=100)
+    jitter = noisy(5, 20)
+    rate = 400 / window  # four times the least growth
+    verdicts = simulate({TYPE: lambda t: 5000 + rate * t + jitter()}, duration=warmup + 2 * window, interval=interval, params=params)
+    first = next(i for i, v in enumerate(verdicts) if v.suspects) * interval
+    assert first <= warmup + window + 3 * interval
+    assert first <= time_to_verdict(params, interval) + interval
+
+
+@pytest.mark.parametrize("fills_for", [120.0, 150.0, 180.0])
+def test_a_cache_that_fills_for_minutes_past_warmup_is_never_named_at_the_defaults(fills_for):
+    params = dataclasses.replace(PARAMS, warmup=60.0, window=180.0)
+    jitter = noisy(6, 30)
+    verdicts = simulate(
+        {TYPE: lambda t: 1000 + 240 * min(t, fills_for) + jitter()}, duration=900, interval=5.0, params=params
+    )
+    assert not keys_ever(verdicts)
 
 
 def test_suspect_clears_once_growth_has_stopped_for_a_window():

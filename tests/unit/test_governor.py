@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 
 import pytest
 
 from leakwatch.config import Config
+from leakwatch.testing import FakeClock
+from leakwatch.watcher import Watcher
 from leakwatch.governor import CORE_SHARE_FLOOR, CPU_SMOOTHING, MAX_INTERVAL, TARGET_SHARE, WINDOW_TICKS, Governor
 
 
 def config(**options: object) -> Config:
     return Config.from_options(env={}, **options)
+
+
+def governed(**defaults: float) -> Config:
+    """A config with these time options left to the governor, as defaults are (not set by the user)."""
+    return dataclasses.replace(config(cpu_budget=0.01), **defaults)
 
 
 def test_a_cheap_tick_keeps_the_configured_pace():
@@ -24,7 +33,7 @@ def test_a_cheap_tick_keeps_the_configured_pace():
 
 
 def test_an_expensive_tick_stretches_the_interval_to_the_budget_and_the_window_past_sixteen_ticks(caplog):
-    g = Governor(config(interval=5, window=300, cpu_budget=0.01), now=0.0)
+    g = Governor(governed(interval=5, window=300), now=0.0)
     with caplog.at_level(logging.INFO, logger="leakwatch.governor"):
         for _ in range(40):
             g.after_tick(0.4, objects=3_000_000)  # a 3M-object census: 80 s at half of 1%
@@ -33,22 +42,27 @@ def test_an_expensive_tick_stretches_the_interval_to_the_budget_and_the_window_p
     assert g.growth_scale == pytest.approx(g.window / 300)
     assert g.snapshot(1000.0).cpu_spend <= 0.01
     stretched = [r.getMessage() for r in caplog.records if "interval is now" in r.getMessage()]
-    assert len(stretched) == 1, "stretching is logged once"
+    assert len(stretched) == 1, "stretching is logged once per change of direction"
     assert "3,000,000 objects" in stretched[0] and "cpu_budget 1%" in stretched[0]
 
 
-def test_the_interval_comes_back_when_ticks_get_cheap_again():
-    g = Governor(config(interval=5, window=300, cpu_budget=0.01), now=0.0)
-    for _ in range(30):
-        g.after_tick(0.2, objects=1)
-    assert g.interval > 15
-    for _ in range(60):
-        g.after_tick(0.001, objects=1)
+def test_the_interval_comes_back_when_ticks_get_cheap_again(caplog):
+    g = Governor(governed(interval=5, window=300), now=0.0)
+    with caplog.at_level(logging.INFO, logger="leakwatch.governor"):
+        for _ in range(30):
+            g.after_tick(0.2, objects=1)
+        assert g.interval > 15
+        for _ in range(60):
+            g.after_tick(0.001, objects=1)
     assert (g.interval, g.window) == (5.0, 300.0)
+    moves = [r.getMessage() for r in caplog.records if "interval is now" in r.getMessage()]
+    assert len(moves) == 2, "one line when it stretched, one when it came back"
+    stretched, shortened = (float(re.search(r"interval is now ([0-9.]+) s", m).group(1)) for m in moves)
+    assert shortened < stretched
 
 
 def test_small_changes_in_tick_cost_do_not_move_the_interval():
-    g = Governor(config(interval=5, window=300, cpu_budget=0.01), now=0.0)
+    g = Governor(governed(interval=5, window=300), now=0.0)
     for _ in range(30):
         g.after_tick(0.2, objects=1)
     settled = g.interval
@@ -58,8 +72,8 @@ def test_small_changes_in_tick_cost_do_not_move_the_interval():
 
 
 def test_a_process_with_half_a_core_gets_half_the_budget(caplog):
-    alone = Governor(config(interval=5, window=300, cpu_budget=0.01), now=0.0)
-    shared = Governor(config(interval=5, window=300, cpu_budget=0.01), now=0.0)
+    alone = Governor(governed(interval=5, window=300), now=0.0)
+    shared = Governor(governed(interval=5, window=300), now=0.0)
     ran = waited = 0.0
     shared.observe_contention((ran, waited))
     with caplog.at_level(logging.INFO, logger="leakwatch.governor"):
@@ -101,13 +115,28 @@ def test_the_share_never_shrinks_the_budget_past_its_floor():
 
 
 def traced_governor(**options: object) -> Governor:
-    g = Governor(config(interval=1, window=60, trace_window=20, **options), now=0.0)
+    """Tracing left to the governor (trace_window a default of 20 s), slowdown measured."""
+    g = Governor(dataclasses.replace(config(interval=1, window=60, **options), trace_window=20.0), now=0.0)
     g.slowdown = 11.0  # a traced second costs the application 10 seconds
     return g
 
 
+def spend_the_first_window(g: Governor) -> None:
+    """The credit starts full: spend that first whole window (0 s to 20 s), leaving what 20 s earn."""
+    assert g.affordable_window(0.0, shortest=1.0) == 20.0
+    g.window_opened(0.0, ours=True)
+    g.window_closed(20.0)
+    assert g.snapshot(20.0).trace_credit == pytest.approx(200 + g.trace_rate * 20 - 10 * 20)
+
+
+def test_the_first_whole_window_is_paid_for_up_front():
+    g = traced_governor(trace_budget=0.05)
+    assert g.affordable_window(0.0, shortest=20.0) == 20.0
+
+
 def test_no_window_until_the_credit_pays_for_one_tick_of_it(caplog):
     g = traced_governor(trace_budget=0.05)
+    spend_the_first_window(g)
     with caplog.at_level(logging.INFO, logger="leakwatch.governor"):
         assert g.affordable_window(100.0, shortest=1.0) == 0.0  # 5 s of credit; one traced second costs 10
         assert g.affordable_window(150.0, shortest=1.0) == 0.0
@@ -131,8 +160,9 @@ def test_tracing_never_costs_more_than_the_budget_of_the_time_run_so_far():
             if length:
                 g.window_opened(now, ours=True)
                 open_until = now + length
-        assert g.snapshot(now).trace_spend <= 0.05 + 1e-9
-    assert g.snapshot(now).trace_spend > 0.04, "the budget is used, not just respected"
+        # The first window is paid up front; past that, never more than the budget accrued.
+        assert g.snapshot(now).trace_spend * now <= 0.05 * now + 10 * 20 + 1e-6
+    assert 0.04 < g.snapshot(now).trace_spend <= 0.05 + 10 * 20 / now, "the budget is used, not just respected"
 
 
 def test_a_process_on_half_a_core_earns_tracing_credit_at_half_the_rate():
@@ -140,10 +170,10 @@ def test_a_process_on_half_a_core_earns_tracing_credit_at_half_the_rate():
     shared.observe_contention((0.0, 0.0))
     shared.observe_contention((10.0, 10.0))
     for g in (alone, shared):
-        g.affordable_window(0.0, shortest=1.0)
-        g.affordable_window(100.0, shortest=1.0)
-    assert alone.snapshot(100.0).trace_credit == pytest.approx(5.0)
-    assert shared.snapshot(100.0).trace_credit == pytest.approx(2.5)
+        spend_the_first_window(g)
+        g.affordable_window(120.0, shortest=1.0)
+    assert alone.snapshot(120.0).trace_credit == pytest.approx(1.0 + 5.0)
+    assert shared.snapshot(120.0).trace_credit == pytest.approx(0.5 + 2.5)
 
 
 def test_credit_is_capped_at_one_whole_window():
@@ -166,10 +196,22 @@ def test_a_large_trace_budget_lets_windows_run_back_to_back():
 
 def test_growth_no_type_explains_waits_for_a_whole_window():
     g = traced_governor(trace_budget=0.05)
+    spend_the_first_window(g)
     assert g.affordable_window(1000.0, shortest=20) == 0.0  # 50 s of credit; a whole 20 s window needs 199
     assert g.affordable_window(1000.0, shortest=1.0) == pytest.approx(50 / 9.95)  # enough to attribute types
     g = traced_governor(trace_budget=0.05)
-    assert g.affordable_window(4000.0, shortest=20) == 20.0
+    spend_the_first_window(g)
+    assert g.affordable_window(4020.0, shortest=20) == 20.0
+
+
+def test_a_trace_window_the_user_set_is_the_length_of_every_window():
+    g = Governor(config(interval=1, window=60, trace_window=20, trace_budget=0.05), now=0.0)
+    g.slowdown = 11.0
+    assert g.affordable_window(0.0, shortest=1.0) == 20.0  # not a short attribution window
+    g.window_opened(0.0, ours=True)
+    g.window_closed(20.0)
+    assert g.affordable_window(1000.0, shortest=1.0) == 0.0  # 50 s of credit pays for 5 s, not for 20
+    assert g.affordable_window(4020.0, shortest=1.0) == 20.0
 
 
 def test_an_application_that_mostly_waits_pays_for_the_little_it_computes():
@@ -203,7 +245,7 @@ def test_an_idle_application_is_still_charged_for_a_little_work():
 
 
 def test_the_interval_stops_at_its_ceiling_and_the_overspend_is_said(caplog):
-    g = Governor(config(interval=5, window=300, cpu_budget=0.01), now=0.0)
+    g = Governor(governed(interval=5, window=300), now=0.0)
     with caplog.at_level(logging.INFO, logger="leakwatch.governor"):
         for _ in range(20):
             g.after_tick(3.0, objects=25_000_000)  # 300 s at 1%
@@ -211,3 +253,51 @@ def test_the_interval_stops_at_its_ceiling_and_the_overspend_is_said(caplog):
     assert g.snapshot(0.0).cpu_spend == pytest.approx(3.0 / MAX_INTERVAL, rel=0.05)
     warned = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warned) == 1 and "more than cpu_budget 1% allows" in warned[0].getMessage()
+
+
+@pytest.mark.parametrize("option", ["interval", "window"])
+def test_a_pace_the_user_set_is_kept_over_budget_and_said_once(caplog, option):
+    given = {"interval": 5.0} if option == "interval" else {"window": 300.0}
+    g = Governor(config(cpu_budget=0.01, **given), now=0.0)
+    with caplog.at_level(logging.INFO, logger="leakwatch.governor"):
+        for _ in range(40):
+            g.after_tick(0.4, objects=3_000_000)  # 8% of a core at 5 s
+    budget = g.snapshot(100.0)
+    if option == "interval":
+        assert (budget.interval, budget.window) == (5.0, 180.0)
+    else:  # the interval may stretch until the window holds no fewer than WINDOW_TICKS samples
+        assert (budget.interval, budget.window) == (300.0 / WINDOW_TICKS, 300.0)
+    assert budget.cpu_spend > 0.01, "the overspend is exported, not hidden"
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1
+    assert f"the {option} option" in warned[0] and "is used as given" in warned[0] and "cpu_budget 1%" in warned[0]
+    assert "% of a core" in warned[0]
+
+
+class Held:
+    """Instances a test keeps alive: a real leak for the watcher to find."""
+
+
+def test_a_watcher_uses_the_time_options_the_user_set_whatever_they_cost():
+    """Ticks here cost far more than a 0.01% budget allows at a 1 s interval; the governor would
+    stretch every default, and must change none of the four options set here."""
+    clock = FakeClock()
+    given = {"interval": 1.0, "window": 10.0, "warmup": 2.0, "trace_window": 4.0}
+    watcher = Watcher(clock=clock, cpu_budget=0.0001, trace_budget=0.05, log_suspects=False, **given)
+    held: list[Held] = []
+    lengths = set()
+    try:
+        for _ in range(40):
+            held.extend(Held() for _ in range(200))
+            report = watcher.sample_now()
+            assert (report.budget.interval, report.budget.window) == (1.0, 10.0)
+            sites = watcher._sampler.sites
+            if sites is not None and sites.active:
+                lengths.add(watcher._trace_length)
+            clock.advance(1.0)
+        assert report.budget.cpu_spend > 0.0001, "over budget, and it shows"
+        assert watcher._params.warmup == 2.0 and watcher._params.window == 10.0
+        assert lengths == {4.0}, "every tracing window is as long as the trace_window option"
+        assert any(s.key.endswith("Held") for s in report.suspects)
+    finally:
+        watcher.stop()
