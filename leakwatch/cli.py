@@ -269,6 +269,8 @@ def run_program(argv: Sequence[str], options: Sequence[str], report: str | None,
     env.update(_option_env(options))
     if report:
         _remove(report)
+    if not quiet:
+        _say_when_a_verdict_can_come(Config.from_options(env=env), sys.stderr)
     with tempfile.TemporaryDirectory(prefix="leakwatch-") as tmp:
         # Every Python process the command starts writes its own report, named by its pid.
         env["LEAKWATCH_REPORT_FILE"] = os.path.join(tmp, "report-{pid}.json")
@@ -286,6 +288,20 @@ def run_program(argv: Sequence[str], options: Sequence[str], report: str | None,
     if not quiet:
         _print_reports(reports, main_pid, sys.stderr)
     return code
+
+
+def _say_when_a_verdict_can_come(config: Config, out: TextIO) -> None:
+    """Before the program starts: how long until leakwatch can name a leak, so silence is not read as a verdict."""
+    from leakwatch.detector import Params, time_to_verdict
+
+    params = Params(window=config.window, warmup=config.warmup)
+    needs = time_to_verdict(params, config.interval)
+    print(
+        f"leakwatch: sampling every {config.interval:g} s; a steady leak can be named after about {needs:.0f} s "
+        f"(warm-up {config.warmup:g} s, then a window of {config.window:g} s); until then no suspect means no verdict yet",
+        file=out,
+        flush=True,
+    )
 
 
 def _remove(path: str) -> None:
@@ -378,9 +394,6 @@ def run_demo(duration: float, interval: float, out: TextIO, port: int | None = N
         warmup=max(3.0, 8 * interval),
         window=max(10.0, 40 * interval),
         trace_window=max(6.0, 24 * interval),
-        # The demo plays hours in seconds; at the default budget its first window would open
-        # after minutes, so it traces as often as trace_window allows.
-        trace_budget=100.0,
         min_growth_bytes=256 * 1024,
         log_suspects=False,
         port=port,
@@ -417,6 +430,7 @@ def run_demo(duration: float, interval: float, out: TextIO, port: int | None = N
         f"cache {len(service.cache)}/{CACHE_SIZE}; {report.samples} samples",
         file=out,
     )
+    print(f"leakwatch: {report.summary()}", file=out)
     for s in report.suspects:
         print(f"  still suspected: {s.describe()}", file=out)
     return 0

@@ -42,6 +42,8 @@ MAX_POINTS = 48  # pairwise statistics are O(n^2); longer windows are subsampled
 PROCESS_SUSPECT_KEY = "rss"
 # A traced share of RSS growth below this leaves the growth "not explained by Python".
 EXPLAINED_SHARE = 0.5
+# Interpreter blocks one object of a growing type may hold: itself, its dict, its values.
+BLOCKS_PER_OBJECT = 4.0
 # The largest block pymalloc hands out; bigger requests go to malloc and show in RSS alone.
 MAX_BLOCK_BYTES = 512
 # A site whose in-window block growth exceeds the whole process's net block growth this many
@@ -480,9 +482,11 @@ def detect(
         elif before is None and ident in prior.pending and now - prior.pending[ident][1] <= GAP * p.window:
             pending[ident] = prior.pending[ident]
 
+    type_rate = 0.0  # objects per second that growing types add
     for key, series in history.kind("type").items():
         trend = _window_trend(series, now, p, "objects", warm) or _long_trend(series, now, p, "objects", warm)
         judge("type", key, trend, series, confirm)
+        type_rate += trend.slope if trend is not None else 0.0
     type_growing = any(s.kind == "type" for s in suspects) or any(k.startswith("type:") for k in pending)
     confirmed = {f"{s.kind}:{s.key}" for s in suspects}
     triggers.extend(k for k in pending if k.startswith("type:") and k not in confirmed)
@@ -496,7 +500,9 @@ def detect(
         if blocks is not None
         else None
     )
-    if blocks_trend is not None:
+    # Blocks that growing types account for (each object, its dict and a few values) need no
+    # tracing window to place: attribution finds where the types come from.
+    if blocks_trend is not None and blocks_trend.slope > BLOCKS_PER_OBJECT * type_rate:
         triggers.append("process:py_blocks")
         note("process:py_blocks")
 

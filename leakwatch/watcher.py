@@ -512,10 +512,11 @@ class Watcher:
             report = dataclasses.replace(
                 report, costs=self._costs.snapshot(self._sampler.runs), budget=self._governor.snapshot(now)
             )
-            self._report = report
             # A process killed by a signal it does not handle (SIGTERM, by default) never reaches
-            # stop(): the file always holds the last tick's report.
-            self._write_report_file()
+            # stop(): the file always holds the last tick's report (written before it is
+            # published, so whoever sees a report can rely on the file having it).
+            self._write_report_file(report)
+            self._report = report
             return report
 
     def _tick(self) -> Report:
@@ -629,6 +630,10 @@ class Watcher:
                 self._trace_resume_at = now + TRACE_COOLDOWN * (now - sites.started_at)
             return
         wanted = self._unexplained(verdict)
+        # A whole window is the costly kind: spend it only on growth that has lasted as long as
+        # a type's must before it is named (a cache filling after warm-up stops before that).
+        lasting = detector.SITE_TRIGGER_AGE * self._params.window
+        wanted = [k for k in wanted if k.startswith("type:") or now - verdict.pending.get(k, (now, now))[0] >= lasting]
         if not wanted or now < self._trace_resume_at or self._trace_open_at is not None:
             return
         if tracemalloc.is_tracing():  # the application's own tracing: reading it costs nothing more
@@ -647,6 +652,8 @@ class Watcher:
         else:
             shortest = min(SHORTEST_WINDOW, self._governor.interval / 2) if threaded else self._governor.interval
         length = self._governor.affordable_window(now, shortest)
+        if not whole and not self.config.given("trace_window"):
+            length = min(length, shortest)  # attribution needs no more: keep the credit for whole windows
         if not threaded:  # closed by a later tick: whole intervals only, or it would overspend
             length = length // self._governor.interval * self._governor.interval
         if length <= 0.0:
@@ -757,14 +764,14 @@ class Watcher:
         """Current suspects, types first, fastest-growing first within a kind."""
         return list(self._report.suspects)
 
-    def _write_report_file(self) -> None:
+    def _write_report_file(self, report: Report | None = None) -> None:
         path = self.config.report_file.replace("{pid}", str(os.getpid()))
         if not path:
             return
         try:
             tmp = f"{path}.tmp{os.getpid()}"
             with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(self._report.to_dict(), f, indent=2)
+                json.dump((report or self._report).to_dict(), f)
             os.replace(tmp, path)
         except OSError as e:
             logger.warning("leakwatch: could not write the report to %s: %s", path, e)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from leakwatch.cli import main
 from leakwatch.config import OPTIONS
+
+from .conftest import ROOT
 
 
 def leakwatch(*args: str, env: dict[str, str], timeout: float = 90) -> subprocess.CompletedProcess[str]:
@@ -77,7 +82,11 @@ def test_run_starts_the_watcher_inside_the_program_and_reports(subprocess_env, t
     assert "'leakwatch'" in result.stdout
     data = json.loads(report.read_text())
     assert data["samples"] >= 3
-    assert "no leak suspected" in result.stderr
+    # Half a second is less than warm-up (12 intervals) plus a window: too soon to judge, and it says so.
+    assert "no leak suspected" not in result.stderr
+    said = re.search(r"no verdict yet: (\d+) samples over \d+ s; a verdict needs about (\d+) s", result.stderr)
+    assert said is not None, result.stderr
+    assert int(said.group(1)) == data["samples"] and int(said.group(2)) == round(data["verdict_after"])
 
 
 def test_run_chains_an_existing_sitecustomize(subprocess_env, tmp_path):
@@ -126,9 +135,11 @@ def test_run_reports_every_python_process_and_keeps_the_commands_own(subprocess_
     report = tmp_path / "report.json"
     report.write_text("stale")
     script = f"{sys.executable} -c 'import time; time.sleep(1.0)'; {sys.executable} -c 'import time; time.sleep(0.3)'; true"
-    result = leakwatch("run", "-o", "interval=0.05", "--report", str(report), "--", "bash", "-c", script, env=subprocess_env)
+    options = ("-o", "interval=0.05", "-o", "warmup=0", "-o", "window=0.25")  # judged after 0.3 s
+    result = leakwatch("run", *options, "--report", str(report), "--", "bash", "-c", script, env=subprocess_env)
     assert result.returncode == 0
-    assert result.stderr.count("no leak suspected") == 2
+    assert result.stderr.count("no leak suspected") + result.stderr.count("no verdict yet") == 2
+    assert "no leak suspected" in result.stderr  # the one that ran a second
     assert result.stderr.count("[pid ") == 2
     data = json.loads(report.read_text())  # the longest-lived process, since bash itself has none
     assert data["samples"] >= 10
@@ -138,3 +149,85 @@ def test_run_exit_code_says_which_signal_killed_the_program(subprocess_env):
     code = "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"
     result = leakwatch("run", "--quiet", "--", sys.executable, "-c", code, env=subprocess_env)
     assert result.returncode == 128 + 15
+
+
+TICKING = """
+import sys, time
+import leakwatch
+seen = 0
+while True:
+    watcher = leakwatch.current()
+    samples = watcher.report().samples if watcher is not None else 0
+    if samples != seen:
+        seen = samples
+        print(samples, flush=True)
+    time.sleep(0.005)
+"""
+
+
+def last_printed_until(proc: subprocess.Popen[str], samples: int) -> int:
+    """Read the child's sample counts until it has printed `samples`; return the last."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if int(line) >= samples:
+            return int(line)
+    raise AssertionError("the program ended before ticking")
+
+
+def test_sigterm_to_run_writes_the_report_of_the_last_tick_and_the_summary(subprocess_env, tmp_path):
+    report = tmp_path / "report.json"
+    command = [sys.executable, "-m", "leakwatch", "run", "-o", "interval=0.3", "--report", str(report), "--"]
+    proc = subprocess.Popen([*command, sys.executable, "-c", TICKING], env=subprocess_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    last = last_printed_until(proc, 5)
+    proc.send_signal(signal.SIGTERM)  # to `leakwatch run`, as an orchestrator sends it
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM
+    data = json.loads(report.read_text())
+    # The child dies of the forwarded SIGTERM at once; a tick can finish after its last print.
+    assert data["samples"] in (last, last + 1), (data["samples"], last)
+    assert f"no verdict yet: {data['samples']} samples" in stderr
+
+
+def test_a_process_killed_by_sigterm_leaves_its_last_ticks_report_file(subprocess_env, tmp_path):
+    report = tmp_path / "report.json"
+    code = f"import leakwatch; leakwatch.start(interval=0.3, report_file={str(report)!r})\n" + TICKING
+    proc = subprocess.Popen([sys.executable, "-c", code], env=subprocess_env, stdout=subprocess.PIPE, text=True)
+    last = last_printed_until(proc, 4)
+    proc.send_signal(signal.SIGTERM)  # the default handler: no Python code runs
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGTERM
+    assert json.loads(report.read_text())["samples"] in (last, last + 1)
+
+
+SERVICE = os.path.join(ROOT, "tests", "bench", "programs", "service.py")
+
+
+@pytest.mark.slow
+def test_run_at_true_defaults_names_a_steady_leak_within_minutes_and_not_the_cache(subprocess_env, tmp_path):
+    """The README's promise as a new user meets it: no option, no LEAKWATCH_* variable."""
+    assert not any(k.startswith("LEAKWATCH_") for k in subprocess_env)
+    report = tmp_path / "report.json"
+    program = [sys.executable, SERVICE, "--heap", "100000", "--leak-mib-per-min", "2", "--cache-fill", "120"]
+    command = [sys.executable, "-m", "leakwatch", "run", "--report", str(report), "--", *program, "--duration", "420"]
+    started = time.monotonic()
+    proc = subprocess.Popen(command, env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    named = None
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            suspects = json.loads(line).get("suspects", [])
+            assert all(key.endswith("LeakedRecord") for _, key, _ in suspects), suspects  # never the cache
+            if suspects:
+                named = time.monotonic() - started
+                break
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    assert named is not None, stderr
+    assert named < 300, "named within 5 minutes"
+    data = json.loads(report.read_text())
+    (suspect,) = data["suspects"]
+    assert suspect["key"] == "__main__.LeakedRecord"
+    assert (data["budget"]["interval"], data["budget"]["window"]) == (5.0, 180.0)
+    assert "1 suspected leak(s)" in stderr and "LeakedRecord" in stderr

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.deploy.exprs import RULES, dashboard_exprs, rule_exprs, substitute
-from tests.integration.conftest import UNBUDGETED, free_port, wait_for
+from tests.integration.conftest import free_port, wait_for
 
 JOB = "leakwatch"
 RATE_INTERVAL = "10s"
@@ -50,7 +50,6 @@ def query(base: str, expr: str) -> list[dict]:
 def demo(tmp_path_factory) -> Iterator[str]:
     """The leaking demo with leakwatch serving on a free port; yields its host:port."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEAKWATCH_")}
-    env.update(UNBUDGETED)
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     env.update(

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import PROGRAMS, ROOT, UNBUDGETED
+from .conftest import PROGRAMS, ROOT
 
 SECONDS = float(os.environ.get("LEAKWATCH_TEST_SCENARIO_SECONDS", "20"))
 SETTINGS = {
@@ -25,10 +25,6 @@ SETTINGS = {
     "LEAKWATCH_WARMUP": "2",
     "LEAKWATCH_WINDOW": "5",
     "LEAKWATCH_TRACE_WINDOW": "3",
-    # Ticks at the interval and windows back to back: these runs test what leakwatch finds,
-    # not what it may cost (tests/unit/test_governor.py and tests/bench do that).
-    "LEAKWATCH_CPU_BUDGET": "1",
-    "LEAKWATCH_TRACE_BUDGET": "100",
     "LEAKWATCH_MIN_GROWTH_BYTES": "512KiB",
     "LEAKWATCH_LOG_SUSPECTS": "false",
 }

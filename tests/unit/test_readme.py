@@ -24,10 +24,11 @@ def test_quick_start_gives_the_two_commands_first():
     text = readme()
     block = re.search(r"## Quick start\s+```sh\n(.*?)```", text, re.S)
     assert block is not None
-    assert block.group(1).splitlines() == ["pip install -e . && leakwatch demo", "bash .ci/run"]
+    test_command = "python -m pytest tests"
+    assert block.group(1).splitlines() == ["pip install -e . && leakwatch demo", f'pip install -e ".[test]" && {test_command}']
     with open(os.path.join(os.path.dirname(README), ".ci", "run"), encoding="utf-8") as f:
-        assert "python -m pytest" in f.read()
-    assert "python -m pytest tests" in text
+        assert test_command in f.read(), "CI runs the README's test command"
+    assert "## Contributors' CI" in text and "bash .ci/run" in text
 
 
 def test_options_table_lists_every_option_with_its_env_name():

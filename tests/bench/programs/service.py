@@ -3,8 +3,8 @@ about half a core of request handling, a bounded cache that fills for the first 
 (optionally) a steady leak of one class.
 
 Run under `leakwatch run` at defaults; a monitor thread reads `leakwatch.suspects()` once a
-second, as a user's code would, and prints one JSON line per change it sees:
-{"t": seconds since start, "suspects": [[kind, key, sites], ...]}. Nothing here configures
+second, as a user's code would, and prints one JSON line per change it sees (and one at least
+every 5 s): {"t": seconds since start, "suspects": [[kind, key, sites], ...]}. Nothing here configures
 leakwatch.
 
     python service.py --heap 300000 --leak-mib-per-min 1 --cache-fill 150 --duration 480
@@ -47,7 +47,7 @@ class LeakedRecord:
 
     def __init__(self, n: int, rng: random.Random) -> None:
         self.n = n
-        self.payload = rng.randbytes(LEAK_RECORD_BYTES - 200)  # LEAK-SITE
+        self.payload = rng.randbytes(LEAK_RECORD_BYTES - 200)  # LEAK-SITE (its payload)
 
 
 class Service:
@@ -88,7 +88,7 @@ class Service:
     def leak(self, now: float) -> None:
         due = int((now - self.started) * self.leak_per_second)
         while len(self.leaked) < due:
-            self.leaked.append(LeakedRecord(len(self.leaked), self.rng))
+            self.leaked.append(LeakedRecord(len(self.leaked), self.rng))  # LEAK-SITE (the object)
 
     def serve(self, until: float) -> None:
         while (now := time.monotonic()) < until:
@@ -104,12 +104,13 @@ def monitor(started: float, stop: threading.Event) -> None:
         import leakwatch
     except ImportError:
         return
-    last = None
+    last, said = None, 0.0
     while not stop.wait(1.0):
         now = [[s.kind, s.key, list(s.sites)] for s in leakwatch.suspects()]
-        if now != last:
-            print(json.dumps({"t": round(time.monotonic() - started, 1), "suspects": now}), flush=True)
-            last = now
+        t = time.monotonic() - started
+        if now != last or t - said >= 5.0:  # at least every 5 s, so a reader can keep time
+            print(json.dumps({"t": round(t, 1), "suspects": now}), flush=True)
+            last, said = now, t
 
 
 def main(argv: list[str] | None = None) -> int:
