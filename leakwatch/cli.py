@@ -17,7 +17,7 @@ from typing import NoReturn, TextIO
 
 from leakwatch.config import OPTIONS, Config, _parse_text
 from leakwatch.errors import ConfigError
-from leakwatch.model import Report, Suspect
+from leakwatch.model import Report, Suspect, seconds
 
 BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
 
@@ -297,8 +297,8 @@ def _say_when_a_verdict_can_come(config: Config, out: TextIO) -> None:
     params = Params(window=config.window, warmup=config.warmup)
     needs = time_to_verdict(params, config.interval)
     print(
-        f"leakwatch: sampling every {config.interval:g} s; a steady leak can be named after about {needs:.0f} s "
-        f"(warm-up {config.warmup:g} s, then a window of {config.window:g} s); until then no suspect means no verdict yet",
+        f"leakwatch: sampling every {config.interval:g} s; a steady leak can be named after about {seconds(needs)} "
+        f"(warm-up {config.warmup:g} s, then a window of {config.window:g} s)",
         file=out,
         flush=True,
     )

@@ -9,7 +9,9 @@ Two budgets, two kinds of cost:
   `window / WINDOW_TICKS` the window stretches with it (and its least growth with it, so the
   least growth *rate* is unchanged):
   a huge heap is watched more slowly, never more expensively, up to `MAX_INTERVAL`; past it
-  the spend passes the budget (logged, and the LeakwatchOverBudget alert fires).
+  the spend passes the budget (logged, and the LeakwatchOverBudget alert fires). Only
+  defaults move: an `interval` the user set is kept whatever it costs (one warning), and a
+  `window` the user set caps the stretch at `window / WINDOW_TICKS`.
 - A share of one core weighs more on a process that does not get a whole core: beside another
   busy process on the same core it gets half, and 1% of a core is 2% of its work. So the
   budget applies to the share of a core the process's threads get when they want one
@@ -22,12 +24,14 @@ Two budgets, two kinds of cost:
   the application does: a traced second costs `(slowdown - 1) * busy` seconds of its time,
   where `busy` is the share of a core the application's threads used between windows (at
   least `BUSY_FLOOR`; 1 until measured). A saturated loop pays in full; a service that mostly
-  waits on I/O pays for the little it computes. Credit accrues at `trace_budget` per second
-  (of the process's share of a core, as above), up to one whole window's cost; a window opens
+  waits on I/O pays for the little it computes. The credit is a token bucket: it starts full,
+  holding one whole window's cost, and refills at `trace_budget` per second (of the process's
+  share of a core, as above); a window opens
   only when the credit pays for `SHORTEST_WINDOW` (a window that only attributes growing types
   to their lines), or for a whole `trace_window` (growth that only site series can place), and lasts
-  as long as the credit (and what accrues meanwhile) pays for, at most `trace_window`. So
-  tracing's cost never passes `trace_budget` times the time run so far.
+  as long as the credit (and what accrues meanwhile) pays for, at most `trace_window` (and
+  exactly `trace_window` when the user set it). So tracing's cost never passes `trace_budget`
+  times the time run so far, plus the one window the bucket starts with.
 
 Pure bookkeeping: no clock (callers pass `now`), no thread, no tracemalloc calls.
 """
@@ -63,6 +67,9 @@ CORE_SHARE_MIN_SECONDS = 0.1
 # The interval stretches no further than this (or the interval option, if longer): past it a
 # census costs more than the budget, and the spend shows it (LeakwatchOverBudget).
 MAX_INTERVAL = 120.0
+# Overspending is said only once the smoothed tick cost has this many ticks behind it (the
+# first census of a process runs on cold caches).
+SETTLED_TICKS = 3
 # The interval moves only when the cost it needs is this far off (no jitter tick to tick).
 STRETCH_UP = 1.1
 STRETCH_DOWN = 1.25
@@ -96,6 +103,7 @@ class Governor:
         self._deferred = 0
         self._waiting = False  # a window is wanted and not yet affordable
         self._direction = 0  # the way the interval last moved: +1 stretched, -1 shortened
+        self._ticks = 0
         self._said_ceiling = False
         self._said_deferred = False
 
@@ -141,7 +149,8 @@ class Governor:
         elif self.config.given("window") and self.config.window / WINDOW_TICKS < ceiling:
             ceiling, held = max(self.config.interval, self.config.window / WINDOW_TICKS), "window"
         wanted = min(ceiling, max(self.config.interval, self._tick_cpu / (TARGET_SHARE * self.budget)))
-        if wanted == ceiling and self._tick_cpu > self.budget * ceiling:
+        self._ticks += 1
+        if wanted == ceiling and self._tick_cpu > self.budget * ceiling and self._ticks >= SETTLED_TICKS:
             self._over_budget(objects, ceiling, held)
         if wanted == self.interval or (
             wanted > self.config.interval and self.interval / STRETCH_DOWN <= wanted <= self.interval * STRETCH_UP
@@ -179,7 +188,7 @@ class Governor:
             why = "sampling goes on at that pace"
             advice = "Raise cpu_budget, or set census=false"
         logger.warning(
-            "leakwatch: a sample of %s objects costs %.0f ms of CPU: %.2f%% of a core at one sample every %.1f s, "
+            "leakwatch: a sample of %s objects costs %.0f ms of CPU: %.2f%% of a core at one sample every %g s, "
             "more than cpu_budget %g%%%s allows; %s. %s",
             f"{objects:,}",
             1000 * (self._tick_cpu or 0.0),

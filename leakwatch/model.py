@@ -102,6 +102,11 @@ class Suspect:
         return line
 
 
+def seconds(value: float) -> str:
+    """Seconds for people: whole seconds from 10 s, two figures below (0.45 s)."""
+    return f"{value:.0f} s" if abs(value) >= 10 else f"{value:.2g} s"
+
+
 def human(value: float, unit: str) -> str:
     if unit != "bytes":
         return f"{value:,.0f} objects" if abs(value) >= 10 else f"{value:.2f} objects"
@@ -155,12 +160,12 @@ class Report:
 
     def summary(self) -> str:
         """One line for people: the suspects, "no leak suspected", or "no verdict yet" and what it needs."""
-        span = f"{self.samples} samples over {self.watched:.0f} s"
+        span = f"{self.samples} samples over {seconds(self.watched)}"
         if self.suspects:
             return f"{len(self.suspects)} suspected leak(s) after {span}"
         if not self.judged:
             return (
-                f"no verdict yet: {span}; a verdict needs about {self.verdict_after:.0f} s "
+                f"no verdict yet: {span}; a verdict needs about {seconds(self.verdict_after)} "
                 f"at the current interval ({self.budget.interval:g} s)"
             )
         return f"no leak suspected ({span})"

@@ -41,7 +41,8 @@ def render_page(report: Report, config: Config, pid: int | None = None) -> str:
             f"<tbody>\n{rows}\n</tbody></table>"
         )
     else:
-        body = '<p class="none" id="no-suspects">No leak suspected.</p>'
+        said = report.summary()
+        body = f'<p class="none" id="no-suspects">{html.escape(said[0].upper() + said[1:])}.</p>'
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(report.time)) if report.time else "not yet"
     candidates = len(report.candidates)
     return (

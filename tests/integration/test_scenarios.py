@@ -142,7 +142,7 @@ def test_process_suspect_only_when_python_does_not_explain_rss(reports):
 
 def test_interval_alone_sets_a_short_judging_scale(tmp_path):
     """Only LEAKWATCH_INTERVAL: warm-up, window and tracing follow it, thresholds stay default."""
-    settings = {"LEAKWATCH_INTERVAL": "0.1", "LEAKWATCH_LOG_SUSPECTS": "false", **UNBUDGETED}
+    settings = {"LEAKWATCH_INTERVAL": "0.1", "LEAKWATCH_LOG_SUSPECTS": "false"}
     names = ["leak_steady", "leak_c_extension", "clean_bounded_cache", "clean_sawtooth"]
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = dict(zip(names, pool.map(lambda n: run_program(n, str(tmp_path), settings), names), strict=True))

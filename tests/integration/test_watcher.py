@@ -19,7 +19,7 @@ import leakwatch
 from leakwatch.testing import FakeClock
 from leakwatch.watcher import THREAD_NAME, Watcher
 
-from .conftest import wait_for
+from .conftest import noise, wait_for
 
 FAST = dict(interval=0.05, warmup=0.0, window=1.0, trace_window=0.5, log_suspects=False)
 
@@ -193,7 +193,7 @@ def test_process_exits_promptly_and_silently_with_a_running_watcher(python, subp
     for _ in range(5):
         result = run_child(python, code, subprocess_env, timeout=20)
         assert result.returncode == 0
-        assert result.stderr == ""
+        assert noise(result.stderr) == []
         assert int(result.stdout.split()[1]) > 3
 
 
@@ -242,14 +242,16 @@ def test_report_file_is_kept_current_while_suspects_change(tmp_path):
     hoard = []
     clock = FakeClock()
     w = Watcher(clock=clock, interval=0.05, warmup=0.0, window=1.0, trace_window=0.5, log_suspects=False, report_file=str(path))
+    keys: list[str] = []
     for _ in range(200):
         hoard.extend(Hoarded() for _ in range(50))
-        w.sample_now()
+        report = w.sample_now()
         clock.advance(0.05)
-        if path.exists():
+        written = json.loads(path.read_text())
+        assert written["samples"] == report.samples, "the file holds every tick's report"
+        keys = [s["key"] for s in written["suspects"]]
+        if keys:
             break
-    assert path.exists(), "no report written while a suspect appeared"
-    keys = [s["key"] for s in json.loads(path.read_text())["suspects"]]
     assert any(k.endswith("Hoarded") for k in keys)
 
 
@@ -285,10 +287,14 @@ def test_fork_in_the_middle_of_a_census_pins_nothing_in_the_child(python, subpro
             victim = Payload(); ref = weakref.ref(victim)
             time.sleep(0.013)  # land inside a tick now and then
             del victim
+            forked_at = time.monotonic()
             pid = os.fork()
             if pid == 0:
                 gc.collect()
-                os._exit(0 if ref() is None and w.report().samples <= 1 else 1)
+                # The child's watcher starts afresh: no more ticks than its own time allows
+                # (a busy machine may let it tick once or twice before this line).
+                ticks = 1 + (time.monotonic() - forked_at) / 0.01
+                os._exit(0 if ref() is None and w.report().samples <= ticks else 1)
             _, status = os.waitpid(pid, 0)
             failures += os.waitstatus_to_exitcode(status) != 0
         print("failures", failures)
@@ -326,7 +332,7 @@ def test_200_start_and_exit_cycles_under_dev_mode_are_silent(python, subprocess_
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(one, range(200)))
-    noisy = [(case, code, err[-500:]) for case, code, err in results if code != 0 or err]
+    noisy = [(case, code, err[-500:]) for case, code, err in results if code != 0 or noise(err)]
     assert not noisy, noisy[:3]
 
 
