@@ -83,22 +83,22 @@ OPTIONS: tuple[Option, ...] = (
     Option("interval", 5.0, "seconds", "Time between samples.", 0.01, 60.0),
     Option(
         "warmup",
-        60.0,
+        30.0,
         "seconds",
-        "Growth before this much time after start is ignored (imports, caches filling).",
+        "Growth before this much time after start is ignored (imports, first requests).",
         0.0,
         7 * 86400.0,
-        intervals=12,
+        intervals=6,
     ),
     Option(
         "window",
-        180.0,
+        240.0,
         "seconds",
         "How much recent history a verdict weighs: a steady leak is named about one window after warm-up; also how "
         "long growth must have stopped before a suspect is cleared. At least 5 intervals.",
         0.05,
         30 * 86400.0,
-        intervals=36,
+        intervals=48,
     ),
     Option(
         "tracemalloc",
@@ -118,12 +118,12 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "trace_window",
-        60.0,
+        30.0,
         "seconds",
         "Length of one tracing window in 'auto' mode. At least 4 intervals.",
         0.04,
         86400.0,
-        intervals=12,
+        intervals=6,
     ),
     Option(
         "trace_max_memory",
@@ -300,11 +300,11 @@ class Config:
 
     enabled: bool = True
     interval: float = 5.0
-    warmup: float = 60.0
-    window: float = 180.0
+    warmup: float = 30.0
+    window: float = 240.0
     tracemalloc: str = "auto"
     trace_frames: int = 1
-    trace_window: float = 60.0
+    trace_window: float = 30.0
     trace_max_memory: int = 32 * 1024**2
     census: bool = True
     process: bool = True

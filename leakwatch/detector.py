@@ -77,12 +77,12 @@ SITE_SPAN = 0.75
 class Params:
     """What the detector needs from the config, in plain numbers."""
 
-    window: float = 180.0
-    warmup: float = 60.0
+    window: float = 240.0
+    warmup: float = 30.0
     significance: float = 0.01
     min_growth_objects: float = 100.0
     min_growth_bytes: float = 1024.0**2
-    trace_window: float = 60.0
+    trace_window: float = 30.0
     can_trace: bool = True
     epoch: float = 0.0  # add to sample-clock times to get wall-clock times
 

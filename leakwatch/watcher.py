@@ -761,7 +761,8 @@ class Watcher:
         return self._report
 
     def suspects(self) -> list[Suspect]:
-        """Current suspects, types first, fastest-growing first within a kind."""
+        """Current suspects, types first, fastest-growing first within a kind. An empty list
+        before `report().judged` means no verdict yet, not no leak (`report().summary()` says which)."""
         return list(self._report.suspects)
 
     def _write_report_file(self, report: Report | None = None) -> None:
@@ -862,7 +863,8 @@ def stop(timeout: float | None = 5.0) -> bool:
 
 
 def suspects() -> list[Suspect]:
-    """Current suspects of the process-wide watcher ([] when none runs)."""
+    """Current suspects of the process-wide watcher ([] when none runs, and before its first
+    verdict is possible: `current().report().summary()` tells "no verdict yet" from "no leak")."""
     watcher = _default
     return [] if watcher is None else watcher.suspects()
 

@@ -235,5 +235,5 @@ def test_run_at_true_defaults_names_a_steady_leak_within_minutes_and_not_the_cac
     data = json.loads(report.read_text())
     (suspect,) = data["suspects"]
     assert suspect["key"] == "__main__.LeakedRecord"
-    assert (data["budget"]["interval"], data["budget"]["window"]) == (5.0, 180.0)
+    assert (data["budget"]["interval"], data["budget"]["window"]) == (5.0, 240.0)
     assert "1 suspected leak(s)" in stderr and "LeakedRecord" in stderr

@@ -23,7 +23,7 @@ def test_keyword_beats_env_beats_default():
     config = Config.from_options(env=env, interval=0.5)
     assert config.interval == 0.5
     assert config.warmup == 7.0
-    assert config.window == 18.0  # 36 intervals
+    assert config.window == 24.0  # 48 intervals
 
 
 def test_env_understands_units_and_booleans():
@@ -84,9 +84,9 @@ def test_window_shorter_than_five_intervals_is_refused_for_keywords():
 
 def test_time_options_not_given_follow_the_interval():
     config = Config.from_options(env={}, interval=0.1)
-    assert (config.warmup, config.window, config.trace_window) == (1.2, 3.6, 1.2)
+    assert (config.warmup, config.window, config.trace_window) == (0.6, 4.8, 0.6)
     config = Config.from_options(env={"LEAKWATCH_INTERVAL": "60"}, window=600)
-    assert (config.warmup, config.window, config.trace_window) == (720.0, 600.0, 720.0)
+    assert (config.warmup, config.window, config.trace_window) == (360.0, 600.0, 360.0)
 
 
 def test_bad_env_value_warns_and_falls_back(caplog):

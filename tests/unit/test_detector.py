@@ -159,7 +159,7 @@ def test_suspect_is_confirmed_only_after_holding_half_a_window():
 
 @pytest.mark.parametrize(
     ("interval", "warmup", "window"),
-    [(5.0, 60.0, 180.0), (1.0, 10.0, 60.0), (0.25, 3.0, 10.0), (0.1, 2.0, 5.0), (30.0, 600.0, 3600.0)],
+    [(5.0, 30.0, 240.0), (5.0, 60.0, 180.0), (1.0, 10.0, 60.0), (0.25, 3.0, 10.0), (0.1, 2.0, 5.0), (30.0, 600.0, 3600.0)],
 )
 def test_a_steady_leak_is_named_within_warmup_and_one_window_at_any_setting(interval, warmup, window):
     params = dataclasses.replace(PARAMS, warmup=warmup, window=window, min_growth_objects=100)
@@ -171,12 +171,22 @@ def test_a_steady_leak_is_named_within_warmup_and_one_window_at_any_setting(inte
     assert first <= time_to_verdict(params, interval) + interval
 
 
-@pytest.mark.parametrize("fills_for", [120.0, 150.0, 180.0])
+DEFAULTS = dataclasses.replace(PARAMS, warmup=Params().warmup, window=Params().window)
+
+
+@pytest.mark.parametrize("fills_for", [120.0, 150.0, 180.0, 200.0])
 def test_a_cache_that_fills_for_minutes_past_warmup_is_never_named_at_the_defaults(fills_for):
-    params = dataclasses.replace(PARAMS, warmup=60.0, window=180.0)
     jitter = noisy(6, 30)
+    verdicts = simulate({TYPE: lambda t: 1000 + 240 * min(t, fills_for) + jitter()}, duration=900, interval=5.0, params=DEFAULTS)
+    assert not keys_ever(verdicts)
+
+
+@pytest.mark.parametrize(("seed", "tau"), [(seed, tau) for seed in range(3) for tau in (30.0, 60.0, 90.0)])
+def test_a_cache_that_fills_ever_more_slowly_is_never_named_at_the_defaults(seed, tau):
+    """Random keys from a fixed population: each new key is rarer, two thirds of it in tau seconds."""
+    jitter = noisy(seed, 50)
     verdicts = simulate(
-        {TYPE: lambda t: 1000 + 240 * min(t, fills_for) + jitter()}, duration=900, interval=5.0, params=params
+        {TYPE: lambda t: 1000 + 40_000 * (1 - math.exp(-t / tau)) + jitter()}, duration=1500, interval=5.0, params=DEFAULTS
     )
     assert not keys_ever(verdicts)
 
