@@ -10,12 +10,11 @@ Nothing runs at import.
 
 from __future__ import annotations
 
+from leakwatch._version import __version__
 from leakwatch.config import Config
 from leakwatch.errors import ConfigError, LeakwatchError, MissingDependency, MissingTool
 from leakwatch.model import Report, Suspect
 from leakwatch.watcher import Watcher, asgi_app, graph, start, stop, suspects, wsgi_app
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Config",

@@ -15,8 +15,9 @@ import time
 from collections.abc import Sequence
 from typing import NoReturn, TextIO
 
-from leakwatch.config import OPTIONS, Config, _parse_text
+from leakwatch.config import OPTIONS, Config, parse_text
 from leakwatch.errors import ConfigError
+from leakwatch.files import write_atomically
 from leakwatch.model import Report, Suspect, seconds
 
 BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
@@ -149,7 +150,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.version:
-            from leakwatch import __version__
+            from leakwatch._version import __version__
 
             print(f"leakwatch {__version__}", file=out)
             return 0
@@ -208,8 +209,10 @@ def fetch_graph(args: argparse.Namespace, out: TextIO) -> int:
     except (urllib.error.URLError, OSError) as e:
         raise CLIError(f"cannot reach {args.url}: {getattr(e, 'reason', e)}", 1) from None
     if args.output:
-        with open(args.output, "wb") as f:
-            f.write(body)
+        try:
+            write_atomically(args.output, body)
+        except OSError as e:
+            raise CLIError(f"cannot write {args.output!r}: {e.strerror or e}", 1) from None
         print(f"wrote {args.output}", file=out)
         return 0
     graph = json.loads(body)
@@ -283,8 +286,10 @@ def run_program(argv: Sequence[str], options: Sequence[str], report: str | None,
         reports = _load_reports(tmp)
     main_pid = pid if pid in reports else max(reports, key=lambda p: reports[p].samples, default=None)
     if report and main_pid is not None:
-        with open(report, "w", encoding="utf-8") as f:
-            json.dump(reports[main_pid].to_dict(), f, indent=2)
+        try:
+            write_atomically(report, json.dumps(reports[main_pid].to_dict(), indent=2))
+        except OSError as e:
+            print(f"leakwatch: cannot write the report to {report!r}: {e.strerror or e}", file=sys.stderr)
     if not quiet:
         _print_reports(reports, main_pid, sys.stderr)
     return code
@@ -336,7 +341,7 @@ def _option_env(options: Sequence[str]) -> dict[str, str]:
         if not sep or name not in by_name:
             raise CLIError(f"-o expects NAME=VALUE with NAME one of {', '.join(by_name)}; got {item!r}")
         try:
-            _parse_text(by_name[name], value)
+            parse_text(by_name[name], value)
         except (ValueError, ConfigError):
             raise CLIError(f"-o {item!r}: allowed: {by_name[name].allowed()}") from None
         env[by_name[name].env] = value

@@ -429,7 +429,7 @@ def _check_range(opt: Option, value: float) -> Any:
 
 def _parse_env(opt: Option, raw: str) -> Any:
     try:
-        return _parse_text(opt, raw)
+        return parse_text(opt, raw)
     except (ValueError, ConfigError):
         default = f"{opt.intervals:g} intervals" if opt.intervals is not None else repr(opt.default)
         if opt.default is None:
@@ -438,7 +438,7 @@ def _parse_env(opt: Option, raw: str) -> Any:
         return _UNSET
 
 
-def _parse_text(opt: Option, raw: str) -> Any:
+def parse_text(opt: Option, raw: str) -> Any:
     """Parse one option from text, as given in the environment or on a command line."""
     text = raw.strip()
     parsers: dict[str, Callable[[str], Any]] = {

@@ -26,6 +26,7 @@ from leakwatch import detector, workers
 from leakwatch.config import Config
 from leakwatch.costs import CostMeter
 from leakwatch.errors import LeakwatchError
+from leakwatch.files import TMP_SUFFIX, write_atomically
 from leakwatch.governor import SHORTEST_WINDOW, Governor
 from leakwatch.history import History
 from leakwatch.model import Report, Sample, Suspect
@@ -417,10 +418,7 @@ class Watcher:
             return
         stem = os.path.join(directory, f"graph-{os.getpid()}-{_file_safe(target)}")
         for ext, text in ((".json", json.dumps(found.to_dict(), indent=2)), (".dot", refgraph.to_dot(found))):
-            tmp = f"{stem}{ext}.tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, stem + ext)
+            write_atomically(stem + ext, text)
         logger.info("leakwatch: wrote the graph of %s to %s.json and .dot", target[:80], stem)
         _keep_newest(directory, "graph-", MAX_GRAPH_FILES)
 
@@ -770,10 +768,7 @@ class Watcher:
         if not path:
             return
         try:
-            tmp = f"{path}.tmp{os.getpid()}"
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump((report or self._report).to_dict(), f)
-            os.replace(tmp, path)
+            write_atomically(path, json.dumps((report or self._report).to_dict()))
         except OSError as e:
             logger.warning("leakwatch: could not write the report to %s: %s", path, e)
 
@@ -787,7 +782,7 @@ def _keep_newest(directory: str, prefix: str, keep: int) -> None:
     entries = []
     with os.scandir(directory) as it:
         for entry in it:
-            if entry.name.startswith(prefix) and not entry.name.endswith(".tmp") and entry.is_file():
+            if entry.name.startswith(prefix) and not entry.name.endswith(TMP_SUFFIX) and entry.is_file():
                 entries.append((entry.stat().st_mtime, entry.path))
     for _, path in sorted(entries, reverse=True)[keep:]:
         try:

@@ -28,6 +28,7 @@ import tempfile
 from collections.abc import Sequence
 
 from leakwatch.config import Config
+from leakwatch.files import write_atomically
 from leakwatch.model import Report
 
 logger = logging.getLogger(__name__)
@@ -179,10 +180,7 @@ class Slot:
 
     def publish(self, report: Report) -> None:
         """Write the report where the master reads it (whole, by rename)."""
-        tmp = f"{self.path}.{self.pid}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"pid": self.pid, "report": report.to_dict()}, f)
-        os.replace(tmp, self.path)
+        write_atomically(self.path, json.dumps({"pid": self.pid, "report": report.to_dict()}))
 
     def release(self) -> None:
         """Withdraw the report and free the number (idempotent)."""

@@ -266,7 +266,7 @@ def _add_report(families: dict[str, Metric], report: Report, config: Config, wor
     def add(name: str, labels: Sequence[str], value: float) -> None:
         families[name].add_metric([*worker, *labels], value)  # type: ignore[attr-defined]
 
-    from leakwatch import __version__
+    from leakwatch._version import __version__
 
     families["leakwatch_info"].add_metric(list(worker), {"version": __version__, "tracemalloc": config.tracemalloc})  # type: ignore[attr-defined]
     _add_suspects(add, report, config.max_suspect_series)

@@ -18,6 +18,8 @@ from itertools import chain, compress, islice, repeat
 from operator import is_not, methodcaller
 from time import sleep
 
+from leakwatch.own import is_own_module
+
 # Slices of this many objects take about 2 ms to tally at 1M objects, under the default
 # 5 ms thread switch interval; each slice is counted in runs of RUN objects.
 SLICE = 32_768
@@ -36,22 +38,6 @@ try:  # the census's own C tally, built at install where a compiler is (setup.py
     from leakwatch.probes._census import count_types as _count_types
 except ImportError:
     _count_types = None
-
-# Objects leakwatch itself keeps between ticks are not the application's to worry about.
-OWN_MODULES = frozenset(
-    {
-        "leakwatch.config",
-        "leakwatch.model",
-        "leakwatch.history",
-        "leakwatch.detector",
-        "leakwatch.sampler",
-        "leakwatch.watcher",
-        "leakwatch.probes.census",
-        "leakwatch.probes.sites",
-        "leakwatch.probes.process",
-        "leakwatch.errors",
-    }
-)
 
 Visitor = Callable[[list[object], dict[str, type]], None]
 
@@ -131,7 +117,7 @@ class CensusProbe:
             counts: dict[str, float] = {}
             types: dict[str, type] = {}
             for tp, n in by_type.items():
-                if getattr(tp, "__module__", None) in OWN_MODULES:
+                if is_own_module(getattr(tp, "__module__", None)):
                     continue
                 key = type_key(tp)
                 counts[key] = counts.get(key, 0) + n

@@ -22,7 +22,8 @@ import tracemalloc
 from collections.abc import Iterable, Mapping
 from itertools import compress
 
-_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from leakwatch.own import is_own_file
+
 # Sampled instances per suspect type, and how far back from the newest objects to look.
 INSTANCES_PER_TYPE = 32
 MAX_SCAN = 262_144
@@ -103,30 +104,6 @@ def site_key(frames: Iterable[tracemalloc.Frame]) -> str:
     return " <- ".join(f"{f.filename}:{f.lineno}" for f in reversed(list(frames)))
 
 
-# leakwatch's own files; the demo service (leakwatch/demo.py) is left visible on purpose.
-_OWN_FILES = (
-    "__init__.py",
-    "__main__.py",
-    "auto.py",
-    "cli.py",
-    "config.py",
-    "costs.py",
-    "detector.py",
-    "errors.py",
-    "history.py",
-    "model.py",
-    "page.py",
-    "refgraph.py",
-    "sampler.py",
-    "server.py",
-    "testing.py",
-    "watcher.py",
-    os.path.join("bootstrap", "*"),
-    os.path.join("exporters", "*"),
-    os.path.join("probes", "*"),
-)
-
-
 def _exposition_files() -> tuple[str, ...]:
     """prometheus_client's modules that run only while a scrape renders.
 
@@ -145,7 +122,6 @@ def _exposition_files() -> tuple[str, ...]:
 
 
 _IGNORED = (
-    *(os.path.join(_OWN_DIR, name) for name in _OWN_FILES),
     *_exposition_files(),
     tracemalloc.__file__,
     "<frozen importlib._bootstrap>",
@@ -156,7 +132,7 @@ _IGNORED = (
 
 def _ignored(filename: str) -> bool:
     """Whether allocations at this file are leakwatch's own or the import system's."""
-    return any(fnmatch.fnmatchcase(filename, pattern) for pattern in _IGNORED)
+    return is_own_file(filename) or any(fnmatch.fnmatchcase(filename, pattern) for pattern in _IGNORED)
 
 
 class SiteProbe:

@@ -166,7 +166,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     results: dict[str, dict[str, Any]] = {}
     for name in names:
         heap, rate, neighbour, limit = cases[name]
-        print(f"== {name}: heap {heap:,}, leak {rate:g} MiB/min, neighbour {neighbour}, up to {limit:.0f} s", file=out, flush=True)
+        print(
+            f"== {name}: heap {heap:,}, leak {rate:g} MiB/min, neighbour {neighbour}, up to {limit:.0f} s", file=out, flush=True
+        )
         cache_fill = min(args.cache_fill, limit / 2) if args.quick else args.cache_fill
         results[name] = run_case(name, heap, rate, neighbour, limit, cache_fill)
         print(json.dumps(results[name]), file=out, flush=True)

@@ -37,7 +37,9 @@ def test_demo_names_the_leaking_type_and_site_within_30_seconds_and_never_the_ca
     assert all(re.search(r"leakwatch/demo\.py:\d+$", key) for key in site_suspects), out
     assert all(float(t) <= 30 for t, _, _, _ in flagged)
     assert "CacheEntry" not in out
-    cache_lines = {i for i, line in enumerate(inspect.getsource(demo).splitlines(), 1) if "CacheEntry(" in line or "_cached" in line}
+    cache_lines = {
+        i for i, line in enumerate(inspect.getsource(demo).splitlines(), 1) if "CacheEntry(" in line or "_cached" in line
+    }
     assert not any(key.endswith(f"demo.py:{n}") for n in cache_lines for key in site_suspects), out
 
 
@@ -183,8 +185,9 @@ def last_printed_until(proc: subprocess.Popen[str], samples: int) -> int:
 def test_sigterm_to_run_writes_the_report_of_the_last_tick_and_the_summary(subprocess_env, tmp_path):
     report = tmp_path / "report.json"
     command = [sys.executable, "-m", "leakwatch", "run", "-o", "interval=0.3", "--report", str(report), "--"]
-    proc = subprocess.Popen([*command, sys.executable, "-c", TICKING], env=subprocess_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*command, sys.executable, "-c", TICKING], env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     last = last_printed_until(proc, 5)
     proc.send_signal(signal.SIGTERM)  # to `leakwatch run`, as an orchestrator sends it
     _, stderr = proc.communicate(timeout=60)

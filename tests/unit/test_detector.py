@@ -165,7 +165,9 @@ def test_a_steady_leak_is_named_within_warmup_and_one_window_at_any_setting(inte
     params = dataclasses.replace(PARAMS, warmup=warmup, window=window, min_growth_objects=100)
     jitter = noisy(5, 20)
     rate = 400 / window  # four times the least growth
-    verdicts = simulate({TYPE: lambda t: 5000 + rate * t + jitter()}, duration=warmup + 2 * window, interval=interval, params=params)
+    verdicts = simulate(
+        {TYPE: lambda t: 5000 + rate * t + jitter()}, duration=warmup + 2 * window, interval=interval, params=params
+    )
     first = next(i for i, v in enumerate(verdicts) if v.suspects) * interval
     assert first <= warmup + window + 3 * interval
     assert first <= time_to_verdict(params, interval) + interval

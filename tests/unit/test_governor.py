@@ -9,9 +9,9 @@ import re
 import pytest
 
 from leakwatch.config import Config
+from leakwatch.governor import CORE_SHARE_FLOOR, CPU_SMOOTHING, MAX_INTERVAL, TARGET_SHARE, WINDOW_TICKS, Governor
 from leakwatch.testing import FakeClock
 from leakwatch.watcher import Watcher
-from leakwatch.governor import CORE_SHARE_FLOOR, CPU_SMOOTHING, MAX_INTERVAL, TARGET_SHARE, WINDOW_TICKS, Governor
 
 
 def config(**options: object) -> Config:

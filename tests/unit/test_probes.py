@@ -277,3 +277,22 @@ def test_a_process_sharing_its_core_with_a_busy_one_waits_about_as_long_as_it_ru
     share = float(done.stdout)
     # About half each; a third busy process on that core (a noisy machine) would make it a third.
     assert 0.25 < share < 0.7, "two busy processes on one core get about half of it each"
+
+
+def test_one_definition_of_leakwatchs_own_code_covers_every_module_but_the_demo():
+    import pkgutil
+
+    import leakwatch
+    from leakwatch.own import is_own_file, is_own_module
+
+    names = [m.name for m in pkgutil.walk_packages(leakwatch.__path__, "leakwatch.")]
+    assert "leakwatch.governor" in names and "leakwatch.exporters.prometheus" in names
+    assert all(is_own_module(n) for n in names if n != "leakwatch.demo")
+    assert not is_own_module("leakwatch.demo") and not is_own_module("leakwatchers") and not is_own_module(None)
+    root = os.path.dirname(os.path.abspath(leakwatch.__file__))
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            if f.endswith(".py"):
+                path = os.path.join(dirpath, f)
+                assert is_own_file(path) == (f != "demo.py" or dirpath != root), path
+    assert not is_own_file(os.path.abspath(__file__))

@@ -25,7 +25,7 @@ def test_quick_start_gives_the_two_commands_first():
     block = re.search(r"## Quick start\s+```sh\n(.*?)```", text, re.S)
     assert block is not None
     test_command = "python -m pytest tests"
-    assert block.group(1).splitlines() == ["pip install -e . && leakwatch demo", f'pip install -e ".[test]" && {test_command}']
+    assert block.group(1).splitlines() == ["pip install -e . && leakwatch demo", f"bash .ci/setup && {test_command}"]
     with open(os.path.join(os.path.dirname(README), ".ci", "run"), encoding="utf-8") as f:
         assert test_command in f.read(), "CI runs the README's test command"
     assert "## Contributors' CI" in text and "bash .ci/run" in text

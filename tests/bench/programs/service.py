@@ -130,7 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     watcher.start()
     service.serve(started + args.duration)
     stop.set()
-    print(json.dumps({"t": round(time.monotonic() - started, 1), "requests_cache": len(service.cache), "leaked": len(service.leaked)}), flush=True)
+    print(
+        json.dumps(
+            {"t": round(time.monotonic() - started, 1), "requests_cache": len(service.cache), "leaked": len(service.leaked)}
+        ),
+        flush=True,
+    )
     return 0
 
 
