@@ -294,48 +294,69 @@ _BY_NAME = {o.name: o for o in OPTIONS}
 _UNSET = object()
 
 
+def _default(name: str) -> Any:
+    return _BY_NAME[name].default
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Everything a watcher needs to know, validated. Build with `Config.from_options`."""
+    """Everything a watcher needs to know, validated however it is built (a bad value raises
+    `ConfigError`). Build with `Config.from_options`, which also reads ``LEAKWATCH_*`` and lets
+    the time options not given follow the interval; built directly, every field not given
+    takes its default from `OPTIONS`."""
 
-    enabled: bool = True
-    interval: float = 5.0
-    warmup: float = 30.0
-    window: float = 240.0
-    tracemalloc: str = "auto"
-    trace_frames: int = 1
-    trace_window: float = 30.0
-    trace_max_memory: int = 32 * 1024**2
-    census: bool = True
-    process: bool = True
-    uss: bool = False
-    max_series: int = 256
-    history_points: int = 128
-    significance: float = 0.01
-    min_growth_objects: int = 100
-    min_growth_bytes: int = 1024**2
-    log_suspects: bool = True
-    report_file: str = ""
-    port: int | None = None
-    host: str = "127.0.0.1"
-    max_suspect_series: int = 50
-    top_k: int = 20
-    memory_limit: int = 0
-    cpu_budget: float = 0.01
-    trace_budget: float = 0.05
-    graphs: bool = False
-    graph_token: str = dataclasses.field(default="", repr=False)
-    graph_budget: float = 10.0
-    graph_dir: str = ""
-    graph_on_suspect: bool = False
-    prefork: str = "auto"
-    workers_dir: str = ""
-    freeze: bool = True
-    graph_reprs: bool = False
+    enabled: bool = _default("enabled")
+    interval: float = _default("interval")
+    warmup: float = _default("warmup")
+    window: float = _default("window")
+    tracemalloc: str = _default("tracemalloc")
+    trace_frames: int = _default("trace_frames")
+    trace_window: float = _default("trace_window")
+    trace_max_memory: int = _default("trace_max_memory")
+    census: bool = _default("census")
+    process: bool = _default("process")
+    uss: bool = _default("uss")
+    max_series: int = _default("max_series")
+    history_points: int = _default("history_points")
+    significance: float = _default("significance")
+    min_growth_objects: int = _default("min_growth_objects")
+    min_growth_bytes: int = _default("min_growth_bytes")
+    log_suspects: bool = _default("log_suspects")
+    report_file: str = _default("report_file")
+    port: int | None = _default("port")
+    host: str = _default("host")
+    max_suspect_series: int = _default("max_suspect_series")
+    top_k: int = _default("top_k")
+    memory_limit: int = _default("memory_limit")
+    cpu_budget: float = _default("cpu_budget")
+    trace_budget: float = _default("trace_budget")
+    graphs: bool = _default("graphs")
+    graph_token: str = dataclasses.field(default=_default("graph_token"), repr=False)
+    graph_budget: float = _default("graph_budget")
+    graph_dir: str = _default("graph_dir")
+    graph_on_suspect: bool = _default("graph_on_suspect")
+    prefork: str = _default("prefork")
+    workers_dir: str = _default("workers_dir")
+    freeze: bool = _default("freeze")
+    graph_reprs: bool = _default("graph_reprs")
     # The options the user set (by keyword, ``LEAKWATCH_*`` or ``-o``): used as given. Only
     # the others (defaults, and time options that follow the interval) may be adapted by the
     # cost governor.
     explicit: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        for opt in OPTIONS:
+            value = getattr(self, opt.name)
+            if value is None and opt.default is None:
+                continue
+            checked = _coerce_keyword(opt, value)
+            if checked != value or type(checked) is not type(value):
+                object.__setattr__(self, opt.name, checked)
+        unknown = self.explicit - set(OPTION_NAMES)
+        if unknown:
+            raise ConfigError("explicit", sorted(unknown), "option names, from " + ", ".join(OPTION_NAMES))
+        values = {name: getattr(self, name) for name in OPTION_NAMES}
+        _check_relations(values, {name: values[name] for name in OPTION_NAMES}, set())
 
     @classmethod
     def from_options(cls, env: Mapping[str, str] | None = None, **options: Any) -> Config:

@@ -14,6 +14,7 @@ import gc
 import heapq
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -627,11 +628,11 @@ class Watcher:
                 self._governor.window_closed(now)
                 self._trace_resume_at = now + TRACE_COOLDOWN * (now - sites.started_at)
             return
-        wanted = self._unexplained(verdict)
-        # A whole window is the costly kind: spend it only on growth that has lasted as long as
-        # a type's must before it is named (a cache filling after warm-up stops before that).
+        # Tracing is spent only on growth that has lasted as long as a type's must before it
+        # is named: a cache filling after warm-up, or a type that grows for a while and stops,
+        # has stopped by then. (A confirmed suspect has lasted by definition.)
         lasting = detector.SITE_TRIGGER_AGE * self._params.window
-        wanted = [k for k in wanted if k.startswith("type:") or now - verdict.pending.get(k, (now, now))[0] >= lasting]
+        wanted = [k for k in self._unexplained(verdict) if now - verdict.pending.get(k, (-math.inf, 0.0))[0] >= lasting]
         if not wanted or now < self._trace_resume_at or self._trace_open_at is not None:
             return
         if tracemalloc.is_tracing():  # the application's own tracing: reading it costs nothing more

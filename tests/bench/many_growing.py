@@ -54,9 +54,6 @@ def main() -> int:
         min_growth_objects=2,
         min_growth_bytes=128,
         log_suspects=False,
-        # A storm on purpose: ticks at the interval and windows back to back, whatever they cost.
-        cpu_budget=1.0,
-        trace_budget=100.0,
     )
     host, port = watcher.server_address
     types = make_types(args.types)

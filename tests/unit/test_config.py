@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import pytest
@@ -138,3 +139,21 @@ def test_config_is_frozen():
     config = Config.from_options(env={})
     with pytest.raises(AttributeError):
         config.interval = 1  # type: ignore[misc]
+
+
+def test_config_is_validated_however_it_is_built():
+    with pytest.raises(ConfigError, match="interval"):
+        Config(interval=-1)
+    with pytest.raises(ConfigError, match="window"):
+        Config(interval=1.0, window=2.0)  # less than 5 intervals
+    with pytest.raises(ConfigError, match="tracemalloc"):
+        Config(tracemalloc="sometimes")
+    assert Config(interval=2).interval == 2.0 and isinstance(Config(interval=2).interval, float)
+    assert dataclasses.replace(Config(), top_k=3).top_k == 3
+    with pytest.raises(ConfigError, match="top_k"):
+        dataclasses.replace(Config(), top_k=-3)
+
+
+def test_config_fields_are_the_options_and_their_defaults():
+    fields = {f.name: f.default for f in dataclasses.fields(Config) if f.name != "explicit"}
+    assert fields == {o.name: o.default for o in OPTIONS}
