@@ -123,6 +123,10 @@ def run_case(name: str, heap: int, rate: float, neighbour: bool, limit: float, c
         window=budget["window"],
         trace_windows=budget["windows"],
         samples=report["samples"],
+        # Where a tick's time goes: mean milliseconds per run of each phase.
+        phase_ms={
+            phase: round(1000 * h["total"] / max(1, sum(h["counts"])), 2) for phase, h in report["costs"]["phases"].items()
+        },
         summary=stderr.strip().splitlines()[-3:],
     )
     return result

@@ -150,3 +150,21 @@ def test_the_cost_command_runs_every_section_and_names_both_leaks(tmp_path: Path
         assert leak["named"] is not None and leak["placed"] is not None, leak
         assert leak["placed"]["trace_spend"] <= 0.05 + 1e-9, leak
     assert "summary (ratios from this run)" in out.getvalue()
+
+
+def test_time_to_verdict_quick_run_writes_every_case(tmp_path: Path) -> None:
+    """Two tiny cases under `leakwatch run` at true defaults: far too short for a verdict (the
+    defaults need minutes), so this checks the command, its report and its table, not figures."""
+    bench = load_bench("bench_time_to_verdict")
+    out = io.StringIO()
+    path = tmp_path / "v.json"
+    assert bench.main(["--quick", "--json", str(path)], out=out) == 0
+    cases = json.loads(path.read_text())["cases"]
+    assert set(cases) == {"base", "clean"}
+    for name, case in cases.items():
+        assert "error" not in case, case
+        assert case["samples"] >= 1 and case["interval"] == 5.0 and case["window"] == 240.0, (name, case)
+        assert 0 <= case["cpu_share"] < 1 and "census" in case["phase_ms"]
+        assert case["type_verdict"] is None and not case["false_suspects"], "no verdict in seconds at the defaults"
+        assert any("no verdict yet" in line for line in case["summary"]), case["summary"]
+    assert "| base |" in out.getvalue() and "| clean |" in out.getvalue()

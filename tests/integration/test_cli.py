@@ -90,6 +90,8 @@ def test_run_starts_the_watcher_inside_the_program_and_reports(subprocess_env, t
     assert "'leakwatch'" in result.stdout
     data = json.loads(report.read_text())
     assert data["samples"] >= 3
+    # -o is the user's choice: used as given, though a census every 50 ms costs more than 1% of a core.
+    assert (data["budget"]["interval"], data["budget"]["window"]) == (0.05, 1.0)
     # Half a second is less than warm-up (12 intervals) plus a window: too soon to judge, and it says so.
     assert "no leak suspected" not in result.stderr
     said = re.search(r"no verdict yet: (\d+) samples over [\d.]+ s; a verdict needs about ([\d.]+) s", result.stderr)
