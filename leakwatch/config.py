@@ -118,12 +118,12 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "trace_window",
-        30.0,
+        60.0,
         "seconds",
         "Length of one tracing window in 'auto' mode. At least 4 intervals.",
         0.04,
         86400.0,
-        intervals=6,
+        intervals=12,
     ),
     Option(
         "trace_max_memory",
@@ -504,9 +504,9 @@ def _parse_bytes(text: str) -> int:
 
 def _check_relations(values: dict[str, Any], keywords: Mapping[str, Any], from_env: set[str]) -> None:
     """Check rules that tie two options together; keywords raise, env values fall back."""
-    rules = (
-        ("window", lambda v: v["window"] >= 5 * v["interval"], "at least 5 times interval"),
-        ("trace_window", lambda v: v["trace_window"] >= 4 * v["interval"], "at least 4 times interval"),
+    rules: tuple[tuple[str, Callable[[Mapping[str, Any]], bool], str], ...] = (
+        ("window", lambda v: bool(v["window"] >= 5 * v["interval"]), "at least 5 times interval"),
+        ("trace_window", lambda v: bool(v["trace_window"] >= 4 * v["interval"]), "at least 4 times interval"),
     )
     for name, holds, allowed in rules:
         if holds(values):

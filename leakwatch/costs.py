@@ -121,5 +121,8 @@ class Budget:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Budget:
-        fields = {f.name: f.type for f in dataclasses.fields(cls)}
-        return cls(**{k: (int(v) if k in ("windows", "windows_deferred") else float(v)) for k, v in d.items() if k in fields})
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {
+            k: (int(v) if k in ("windows", "windows_deferred") else float(v)) for k, v in d.items() if k in fields
+        }
+        return cls(**values)

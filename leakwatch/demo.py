@@ -67,7 +67,7 @@ class DemoService:
         entry = self._cached(self._random.randrange(1000))
         scratch = [{"line": i, "text": entry.rendered} for i in range(20)]
         self.handled += 1
-        return "".join(item["text"] for item in scratch[:2])
+        return "".join(str(item["text"]) for item in scratch[:2])
 
     def _cached(self, key: int) -> CacheEntry:
         entry = self.cache.get(key)

@@ -82,11 +82,16 @@ class Params:
     significance: float = 0.01
     min_growth_objects: float = 100.0
     min_growth_bytes: float = 1024.0**2
-    trace_window: float = 30.0
+    trace_window: float = 60.0
     can_trace: bool = True
     epoch: float = 0.0  # add to sample-clock times to get wall-clock times
 
     def min_rate(self, unit: str) -> float:
+        """Least growth per second that counts: "objects" and "bytes" from their options;
+        "blocks" (interpreter blocks, at most `MAX_BLOCK_BYTES` each) is the byte minimum in
+        blocks, so a slow creep of small blocks (free lists, interned strings) is no trigger."""
+        if unit == "blocks":
+            return self.min_growth_bytes / MAX_BLOCK_BYTES / self.window
         growth = self.min_growth_bytes if unit == "bytes" else self.min_growth_objects
         return growth / self.window
 
@@ -440,7 +445,7 @@ def detect(
     now = history.last_t
     warm = history.start + p.warmup
     old = {f"{s.kind}:{s.key}": s for s in prior.suspects}
-    pending: dict[str, float] = {}
+    pending: dict[str, tuple[float, float]] = {}
     suspects: list[Suspect] = []
     triggers: list[str] = []
     confirm = p.window * CONFIRM
@@ -496,7 +501,7 @@ def detect(
 
     blocks = history.get("process", "py_blocks")
     blocks_trend = (
-        (_window_trend(blocks, now, p, "objects", warm) or _long_trend(blocks, now, p, "objects", warm))
+        (_window_trend(blocks, now, p, "blocks", warm) or _long_trend(blocks, now, p, "blocks", warm))
         if blocks is not None
         else None
     )

@@ -294,7 +294,7 @@ class _Instances:
         self._kept: dict[int, object] = {}
         self._tested: set[type] = set()  # types already compared with the key
         self._wanted: set[type] = set()  # those that match it
-        self._sites: dict[tuple[Any, ...], bool] = {}  # raw traceback -> whether it is the key's site
+        self._sites: dict[Any, bool] = {}  # raw traceback -> whether it is the key's site
         for i in range(0, len(objs), REFERENT_CHUNK):
             chunk = _without_modules(objs[i : i + REFERENT_CHUNK])
             part = gc.get_referents(*chunk)
@@ -784,9 +784,9 @@ def edge_name(parent: object, child: object) -> str:
     if namespace is child:
         return "__dict__"
     # Since 3.11 an instance may keep its attributes inline, without a dict the collector sees.
-    name = _attribute(namespace, child)
-    if name is not None:
-        return f".{name}"
+    attribute = _attribute(namespace, child)
+    if attribute is not None:
+        return f".{attribute}"
     for name in _slot_names(type(parent)):
         descriptor = type(parent).__dict__.get(name) if name in type(parent).__dict__ else None
         if isinstance(descriptor, types.MemberDescriptorType):
@@ -964,7 +964,7 @@ def stranded_tasks(samples: int = STRANDED_SAMPLES, budget_seconds: float = 2.0)
     task_types = {tp for tp in set(map(type, objs)) if issubclass(tp, asyncio.Task)}
     tasks = list(compress(objs, map(task_types.__contains__, map(type, objs)))) if task_types else []
     del objs
-    waiting = [t for t in tasks if not t.done() and getattr(t, "_fut_waiter", None) is not None]
+    waiting = [t for t in tasks if not t.done() and getattr(t, "_fut_waiter", None) is not None]  # type: ignore[attr-defined]
     del tasks
     # Each waiter is read once: a task the loop wakes meanwhile has None there, and None as
     # a target would make every object a holder. A future cancelled (as asyncio.run cancels
@@ -972,7 +972,7 @@ def stranded_tasks(samples: int = STRANDED_SAMPLES, budget_seconds: float = 2.0)
     pairs = [
         (t, w)
         for t, w in ((t, getattr(t, "_fut_waiter", None)) for t in spread(waiting, samples))
-        if w is not None and not _cancelling(w)  # type: ignore[arg-type]
+        if w is not None and not _cancelling(w)
     ]
     del waiting
     chosen_tasks = [t for t, _ in pairs]

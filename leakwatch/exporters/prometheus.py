@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -159,6 +159,7 @@ WORKER_LABELS = ("worker",)
 _SPECS = {m.name: m for m in METRICS}
 
 
+@runtime_checkable
 class ReportSource(Protocol):
     """What the collector reads: a watcher, or anything with its `config` and `report()`."""
 
@@ -225,13 +226,12 @@ class LeakwatchCollector:
     """
 
     def __init__(self, source: ReportSource | Callable[[], ReportSource | None]) -> None:
-        self._source: Callable[[], ReportSource | None] = (
-            source
-            if callable(source) and not hasattr(source, "report")
-            else (
-                lambda: source  # type: ignore[return-value]
-            )
-        )
+        self._source: Callable[[], ReportSource | None]
+        if isinstance(source, ReportSource):
+            fixed = source
+            self._source = lambda: fixed
+        else:
+            self._source = source
 
     def describe(self) -> Iterator[Metric]:
         """The metric families, without samples, so registering never runs a collection."""

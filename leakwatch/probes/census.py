@@ -34,6 +34,7 @@ def _count_elements_fallback(mapping: dict[type, int], iterable: Iterable[type])
 # The C helper behind Counter; absent on interpreters without the _collections accelerator.
 _count_elements = getattr(collections, "_count_elements", _count_elements_fallback)
 
+_count_types: Callable[[Callable[[], list[object]]], dict[type, int]] | None
 try:  # the census's own C tally, built at install where a compiler is (setup.py); optional
     from leakwatch.probes._census import count_types as _count_types
 except ImportError:

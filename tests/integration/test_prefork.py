@@ -7,6 +7,7 @@ live worker once under a small `worker` label, which stays within the number of 
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -33,7 +34,10 @@ SETTINGS = {
 }
 MAX_REQUESTS = 3000  # the load loop's bound
 
-pytest.importorskip("gunicorn")
+# gunicorn and uvicorn are in the test extras: a missing one is an install that went wrong, and
+# fails these tests rather than skipping them all unseen.
+for _server in ("gunicorn", "uvicorn"):
+    importlib.import_module(_server)
 
 
 def get(url: str, timeout: float = 10) -> bytes:
@@ -151,7 +155,6 @@ def test_the_leak_is_flagged_in_the_workers_that_served_it(gunicorn, args):
     ],
 )
 def test_asgi_workers(gunicorn, command):
-    pytest.importorskip("uvicorn")
     served = gunicorn(*command[1:], "leaky_asgi:app", program=command[0])
     leaked = served.drive("/leak", until=lambda pids: len(pids) == 2)
     assert len(leaked) == 2, "the load loop reached only one worker"

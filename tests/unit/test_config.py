@@ -85,9 +85,9 @@ def test_window_shorter_than_five_intervals_is_refused_for_keywords():
 
 def test_time_options_not_given_follow_the_interval():
     config = Config.from_options(env={}, interval=0.1)
-    assert (config.warmup, config.window, config.trace_window) == (0.6, 4.8, 0.6)
+    assert (config.warmup, config.window, config.trace_window) == (0.6, 4.8, 1.2)
     config = Config.from_options(env={"LEAKWATCH_INTERVAL": "60"}, window=600)
-    assert (config.warmup, config.window, config.trace_window) == (360.0, 600.0, 360.0)
+    assert (config.warmup, config.window, config.trace_window) == (360.0, 600.0, 720.0)
 
 
 def test_bad_env_value_warns_and_falls_back(caplog):

@@ -1,0 +1,3 @@
+from collections.abc import Callable
+
+def count_types(get_objects: Callable[[], list[object]], /) -> dict[type, int]: ...
