@@ -173,3 +173,11 @@ def test_time_to_verdict_quick_run_writes_every_case(tmp_path: Path) -> None:
         assert case["type_verdict"] is None and not case["false_suspects"], "no verdict in seconds at the defaults"
         assert any("no verdict yet" in line for line in case["summary"]), case["summary"]
     assert "| base |" in out.getvalue() and "| clean |" in out.getvalue()
+
+
+def test_false_alarm_bench_runs_both_settings(capsys) -> None:
+    bench = load_bench("bench_false_alarms")
+    assert bench.main(["--seeds", "1", "--hours", "0.1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in out] == list(bench.SETTINGS)
+    assert all("leaks of 1, 3, 10 objects/s named after [" in line and "None" not in line for line in out), out
