@@ -400,8 +400,12 @@ class Config:
 
     def options(self) -> dict[str, Any]:
         """The options the user set, as keywords: `Config.from_options(env={}, **c.options())`
-        builds this config again."""
-        return {name: getattr(self, name) for name in self.explicit}
+        builds this config again. A config built directly (or changed with `dataclasses.replace`)
+        counts every value that differs from what its given options derive as set."""
+        given = {name: getattr(self, name) for name in self.explicit}
+        derived = Config.from_options(env={}, **given)
+        given.update((n, getattr(self, n)) for n in OPTION_NAMES if n not in given and getattr(self, n) != getattr(derived, n))
+        return given
 
     def to_dict(self) -> dict[str, Any]:
         """Every option's value (not which were given)."""

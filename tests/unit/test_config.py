@@ -157,3 +157,16 @@ def test_config_is_validated_however_it_is_built():
 def test_config_fields_are_the_options_and_their_defaults():
     fields = {f.name: f.default for f in dataclasses.fields(Config) if f.name != "explicit"}
     assert fields == {o.name: o.default for o in OPTIONS}
+
+
+def test_a_watcher_given_a_config_and_keywords_keeps_both():
+    from leakwatch.watcher import Watcher
+
+    direct = dataclasses.replace(Config(interval=2.0), top_k=3)
+    merged = Watcher(direct, log_suspects=False).config
+    assert (merged.interval, merged.top_k, merged.log_suspects) == (2.0, 3, False)
+    assert merged.window == 48 * 2.0, "a time option not set follows the interval, as from_options has it"
+    built = Config.from_options(env={}, interval=0.5)
+    merged = Watcher(built, top_k=4).config
+    assert (merged.interval, merged.window, merged.top_k) == (0.5, 24.0, 4)
+    assert merged.explicit == {"interval", "top_k"}
