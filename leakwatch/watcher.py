@@ -118,6 +118,7 @@ class Watcher:
         self._governor = Governor(self.config, clock())
         self._objects = 0  # counted by the latest census
         self._tick_errors = 0
+        self._unbilled_cpu = 0.0  # CPU of writing the report file, counted with the next tick
         self._tick_lock = threading.Lock()
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
@@ -496,7 +497,8 @@ class Watcher:
         with self._tick_lock:
             cpu = time.thread_time()
             report = self._tick()
-            cpu = time.thread_time() - cpu
+            # The last tick's report file was written after its CPU was counted: bill it here.
+            cpu = time.thread_time() - cpu + self._unbilled_cpu
             self._costs.add(report.durations, cpu)
             self._governor.observe_contention(run_and_wait_seconds())
             if self._governor.after_tick(cpu, self._objects):
@@ -514,7 +516,9 @@ class Watcher:
             # A process killed by a signal it does not handle (SIGTERM, by default) never reaches
             # stop(): the file always holds the last tick's report (written before it is
             # published, so whoever sees a report can rely on the file having it).
+            written = time.thread_time()
             self._write_report_file(report)
+            self._unbilled_cpu = time.thread_time() - written
             self._report = report
             return report
 
