@@ -34,12 +34,13 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 
 from leakwatch.history import History, Series
-from leakwatch.model import Suspect, unit_of
+from leakwatch.model import SeriesKey, Suspect, unit_of
 
 MIN_POINTS = 8
 BINS = 32  # a view is judged on at most this many equal-time stretches
 MAX_POINTS = 48  # pairwise statistics are O(n^2); longer windows are subsampled evenly
 PROCESS_SUSPECT_KEY = "rss"
+RSS = SeriesKey("process", PROCESS_SUSPECT_KEY)
 # A traced share of RSS growth below this leaves the growth "not explained by Python".
 EXPLAINED_SHARE = 0.5
 # Interpreter blocks one object of a growing type may hold: itself, its dict, its values.
@@ -110,20 +111,20 @@ class Trend:
 class Verdict:
     """The detector's output, and its memory between ticks (pass it back in as `prior`).
 
-    `pending` maps "kind:key" to (first, last) times it was a candidate; a candidate may miss
+    `pending` maps each candidate's series to (first, last) times it was a candidate; a candidate may miss
     a few ticks (up to `GAP` of a window) without starting over. `triggers` are the keys whose
     growth tracing could explain or attribute.
     """
 
     suspects: tuple[Suspect, ...] = ()
-    pending: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
-    triggers: tuple[str, ...] = ()
+    pending: Mapping[SeriesKey, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    triggers: tuple[SeriesKey, ...] = ()
     growing_at: float = -math.inf  # last time anything but a site was growing
 
     def protected(self) -> set[tuple[str, str]]:
         """(kind, key) of every candidate and suspect: history must keep their series."""
         keys = {(s.kind, s.key) for s in self.suspects}
-        keys.update((kind, key) for kind, _, key in (k.partition(":") for k in self.pending))
+        keys.update(self.pending)
         return keys
 
 
@@ -444,13 +445,13 @@ def detect(
         return prior
     now = history.last_t
     warm = history.start + p.warmup
-    old = {f"{s.kind}:{s.key}": s for s in prior.suspects}
-    pending: dict[str, tuple[float, float]] = {}
+    old = {s.series: s for s in prior.suspects}
+    pending: dict[SeriesKey, tuple[float, float]] = {}
     suspects: list[Suspect] = []
-    triggers: list[str] = []
+    triggers: list[SeriesKey] = []
     confirm = p.window * CONFIRM
 
-    def note(ident: str) -> float:
+    def note(ident: SeriesKey) -> float:
         """Record a candidate seen now; return when it was first seen."""
         first, last = prior.pending.get(ident, (now, now))
         if now - last > GAP * p.window:
@@ -459,7 +460,7 @@ def detect(
         return first
 
     def judge(kind: str, key: str, trend: Trend | None, series: Series, hold: float, detail: str = "") -> None:
-        ident = f"{kind}:{key}"
+        ident = SeriesKey(kind, key)
         unit = unit_of(kind, key)
         before = old.get(ident)
         if trend is not None:
@@ -492,12 +493,12 @@ def detect(
         trend = _window_trend(series, now, p, "objects", warm) or _long_trend(series, now, p, "objects", warm)
         judge("type", key, trend, series, confirm)
         type_rate += trend.slope if trend is not None else 0.0
-    type_growing = any(s.kind == "type" for s in suspects) or any(k.startswith("type:") for k in pending)
-    confirmed = {f"{s.kind}:{s.key}" for s in suspects}
-    triggers.extend(k for k in pending if k.startswith("type:") and k not in confirmed)
+    type_growing = any(s.kind == "type" for s in suspects) or any(k.kind == "type" for k in pending)
+    confirmed = {s.series for s in suspects}
+    triggers.extend(k for k in pending if k.kind == "type" and k not in confirmed)
     if not any(s.kind == "site" for s in old.values()):
         # Attribution: until a site is known, tracing may tell where the growing type comes from.
-        triggers.extend(f"type:{s.key}" for s in suspects if s.kind == "type" and not s.sites)
+        triggers.extend(s.series for s in suspects if s.kind == "type" and not s.sites)
 
     blocks = history.get("process", "py_blocks")
     blocks_trend = (
@@ -508,8 +509,8 @@ def detect(
     # Blocks that growing types account for (each object, its dict and a few values) need no
     # tracing window to place: attribution finds where the types come from.
     if blocks_trend is not None and blocks_trend.slope > BLOCKS_PER_OBJECT * type_rate:
-        triggers.append("process:py_blocks")
-        note("process:py_blocks")
+        triggers.append(SeriesKey("process", "py_blocks"))
+        note(SeriesKey("process", "py_blocks"))
 
     rss = history.get("process", PROCESS_SUSPECT_KEY)
     if rss is not None:
@@ -523,30 +524,30 @@ def detect(
         )
         explained = rss_explained(history, p, type_growing or blocks_explain)
         if rss_trend is not None and explained is None:
-            triggers.append(f"process:{PROCESS_SUSPECT_KEY}")
-            if f"process:{PROCESS_SUSPECT_KEY}" in old:  # stands while new evidence is gathered
+            triggers.append(RSS)
+            if RSS in old:  # stands while new evidence is gathered
                 judge("process", PROCESS_SUSPECT_KEY, rss_trend, rss, confirm, "not explained by Python allocations")
             else:
-                note(f"process:{PROCESS_SUSPECT_KEY}")
-        elif explained is False or f"process:{PROCESS_SUSPECT_KEY}" in old:
+                note(RSS)
+        elif explained is False or RSS in old:
             judge("process", PROCESS_SUSPECT_KEY, rss_trend, rss, confirm, "not explained by Python allocations")
         elif rss_trend is not None:
             # Growth that Python explains is no process suspect, but it still grows: it keeps
             # its start time, so the tracing window that explained it can name its sites.
-            note(f"process:{PROCESS_SUSPECT_KEY}")
+            note(RSS)
 
     # A process candidate that misses a few ticks keeps its start time, as `judge` keeps a type's
     # (opening a tracing window moves RSS and blocks for a moment).
-    named = {f"{s.kind}:{s.key}" for s in suspects}
+    named = {s.series for s in suspects}
     for ident, (first, last) in prior.pending.items():
-        if ident.startswith("process:") and ident not in pending and ident not in named and now - last <= GAP * p.window:
+        if ident.kind == "process" and ident not in pending and ident not in named and now - last <= GAP * p.window:
             pending[ident] = (first, last)
-    growing = bool(triggers) or any(not k.startswith("site:") for k in pending) or any(s.kind != "site" for s in suspects)
+    growing = bool(triggers) or any(k.kind != "site" for k in pending) or any(s.kind != "site" for s in suspects)
     growing_at = now if growing else prior.growing_at
     # New sites are named only for growth that has lasted: a confirmed suspect, or a candidate
     # held for a quarter window (a cache filling just after warm-up passes before that).
     lasting = any(s.kind != "site" for s in suspects) or any(
-        now - first >= SITE_TRIGGER_AGE * p.window for k, (first, _) in pending.items() if not k.startswith("site:")
+        now - first >= SITE_TRIGGER_AGE * p.window for k, (first, _) in pending.items() if k.kind != "site"
     )
     # A site suspect outlives its tracing window while something else grew within a window.
     _judge_sites(history, p, old, suspects, tracing and lasting, now - growing_at <= p.window, judge)

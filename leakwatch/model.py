@@ -5,12 +5,31 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from leakwatch.costs import Budget, Costs
 
 KINDS = ("type", "site", "process")
 PROCESS_OBJECT_KEYS = frozenset({"py_blocks"})
+
+
+class SeriesKey(NamedTuple):
+    """One series of the history: its kind ("type", "site", "site_blocks" or "process") and
+    key. Written "kind:key" in reports (`str()`), read back with `parse`."""
+
+    kind: str
+    key: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.key}"
+
+    @classmethod
+    def parse(cls, text: str) -> SeriesKey:
+        """The key `str()` wrote; `ValueError` for text without a "kind:" prefix."""
+        kind, sep, key = text.partition(":")
+        if not sep or not kind:
+            raise ValueError(f"not a series key (kind:key): {text!r}")
+        return cls(kind, key)
 
 
 def unit_of(kind: str, key: str) -> str:
@@ -79,6 +98,11 @@ class Suspect:
         if not self.id:
             object.__setattr__(self, "id", suspect_id(self.kind, self.key))
 
+    @property
+    def series(self) -> SeriesKey:
+        """The history series this suspect was judged on."""
+        return SeriesKey(self.kind, self.key)
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["sites"] = list(self.sites)
@@ -137,7 +161,7 @@ class Report:
     time: float = 0.0
     samples: int = 0
     suspects: tuple[Suspect, ...] = ()
-    candidates: tuple[str, ...] = ()
+    candidates: tuple[SeriesKey, ...] = ()
     tracing: str = "off"
     errors: Mapping[str, int] = dataclasses.field(default_factory=dict)
     durations: Mapping[str, float] = dataclasses.field(default_factory=dict)
@@ -175,7 +199,7 @@ class Report:
             "time": self.time,
             "samples": self.samples,
             "suspects": [s.to_dict() for s in self.suspects],
-            "candidates": list(self.candidates),
+            "candidates": [str(c) for c in self.candidates],
             "tracing": self.tracing,
             "errors": dict(self.errors),
             "durations": dict(self.durations),
@@ -198,7 +222,7 @@ class Report:
             time=float(d.get("time", 0.0)),
             samples=int(d.get("samples", 0)),
             suspects=tuple(Suspect.from_dict(s) for s in d.get("suspects", ())),
-            candidates=tuple(d.get("candidates", ())),
+            candidates=tuple(SeriesKey.parse(str(c)) for c in d.get("candidates", ())),
             tracing=str(d.get("tracing", "off")),
             errors=dict(d.get("errors", {})),
             durations=dict(d.get("durations", {})),

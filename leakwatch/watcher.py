@@ -30,7 +30,7 @@ from leakwatch.errors import LeakwatchError
 from leakwatch.files import TMP_SUFFIX, write_atomically
 from leakwatch.governor import SHORTEST_WINDOW, Governor
 from leakwatch.history import History
-from leakwatch.model import Report, Sample, Suspect
+from leakwatch.model import Report, Sample, SeriesKey, Suspect
 from leakwatch.probes.process import run_and_wait_seconds
 from leakwatch.probes.sites import measure_slowdown
 from leakwatch.sampler import Sampler
@@ -524,7 +524,7 @@ class Watcher:
 
     def _tick(self) -> Report:
         verdict = self._verdict
-        attribute = [k.split(":", 1)[1] for k in self._unexplained(verdict) if k.startswith("type:")]
+        attribute = [k.key for k in self._unexplained(verdict) if k.kind == "type"]
         sample = self._sampler.sample(attribute, self._history.own_objects())
         self._objects = int(sum(sample.values.get("type", {}).values()))
         self._history.add(sample, verdict.protected())
@@ -537,9 +537,9 @@ class Watcher:
         new = detector.detect(self._history, verdict, self._params, {k: v for k, (v, _) in known.items()}, tracing)
         # A candidate may drop out for a tick or two and come back: its sites are kept for a window.
         self._type_sites = {
-            k: (v, sample.t if f"type:{k}" in new.pending else seen)
+            k: (v, sample.t if SeriesKey("type", k) in new.pending else seen)
             for k, (v, seen) in known.items()
-            if f"type:{k}" in new.pending or sample.t - seen < self._params.window
+            if SeriesKey("type", k) in new.pending or sample.t - seen < self._params.window
         }
         detect_seconds = time.perf_counter() - started
         self._verdict = new
@@ -649,7 +649,7 @@ class Watcher:
         # needs the thread to start it between ticks). Growth no type explains needs a whole
         # window of site series to find where it is.
         threaded = threading.current_thread() is self._thread
-        whole = all(not key.startswith("type:") for key in wanted)
+        whole = all(key.kind != "type" for key in wanted)
         if whole:
             shortest = self.config.trace_window
         else:
@@ -670,10 +670,10 @@ class Watcher:
             # reads the sites and closes the window.
             self._trace_open_at = now + self._governor.interval - length
 
-    def _unexplained(self, verdict: detector.Verdict) -> list[str]:
+    def _unexplained(self, verdict: detector.Verdict) -> list[SeriesKey]:
         """The triggers a tracing window could still explain: growth outside any type, and
         growing types whose sites are not known yet."""
-        return [k for k in verdict.triggers if not (k.startswith("type:") and k[5:] in self._type_sites)]
+        return [k for k in verdict.triggers if not (k.kind == "type" and k.key in self._type_sites)]
 
     def _open_trace_window(self, now: float) -> None:
         """Start a tracing window with empty window series. Call with the tick lock held."""

@@ -27,7 +27,7 @@ from prometheus_client.metrics_core import (
 
 from leakwatch.config import Config
 from leakwatch.costs import Budget
-from leakwatch.model import KINDS, Report, Suspect
+from leakwatch.model import KINDS, Report, SeriesKey, Suspect
 
 # Longest label value exported; longer type and site strings keep their end (the class or the
 # file and line), prefixed by "...".
@@ -337,17 +337,16 @@ def _family(spec: MetricSpec, worker: tuple[str, ...] = ()) -> Metric:
     return InfoMetricFamily(spec.name.removesuffix("_info"), spec.help, labels=list(worker))
 
 
-def _count_by_kind(idents: Sequence[str]) -> dict[str, int]:
+def _count_by_kind(series: Sequence[SeriesKey]) -> dict[str, int]:
     counts = dict.fromkeys(KINDS, 0)
-    for ident in idents:
-        kind = ident.split(":", 1)[0]
+    for kind, _ in series:
         if kind in counts:
             counts[kind] += 1
     return counts
 
 
 def _add_suspects(add: Callable[[str, Sequence[str], float], None], report: Report, cap: int) -> None:
-    for kind, count in _count_by_kind([f"{s.kind}:{s.key}" for s in report.suspects]).items():
+    for kind, count in _count_by_kind([s.series for s in report.suspects]).items():
         add("leakwatch_suspects", [kind], count)
     chosen = exported_suspects(report.suspects, cap)
     add("leakwatch_suspects_omitted", [], len(report.suspects) - len(chosen))

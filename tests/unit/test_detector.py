@@ -9,6 +9,7 @@ import random
 import pytest
 
 from leakwatch.detector import CONFIRM, Params, assess, mann_kendall, theil_sen, time_to_verdict
+from leakwatch.model import SeriesKey
 from leakwatch.testing import simulate
 
 PARAMS = Params(window=60.0, warmup=10.0, significance=0.01, min_growth_objects=100, min_growth_bytes=1024**2, can_trace=False)
@@ -258,7 +259,7 @@ def test_rss_waits_for_a_tracing_window_when_tracing_is_allowed():
     params = Params(**{**PARAMS.__dict__, "can_trace": True})
     verdicts = simulate({("process", "rss"): lambda t: 50e6 + 100_000 * t}, duration=200, interval=1, params=params)
     assert verdicts[-1].suspects == ()
-    assert "process:rss" in verdicts[-1].triggers
+    assert SeriesKey("process", "rss") in verdicts[-1].triggers
 
 
 def test_rss_growth_that_traced_allocations_do_not_cover_is_flagged_after_a_window():

@@ -21,7 +21,7 @@ from leakwatch.exporters.prometheus import (
     label_of,
     truncate,
 )
-from leakwatch.model import Report, Suspect
+from leakwatch.model import Report, SeriesKey, Suspect
 from leakwatch.testing import FixedReport
 
 
@@ -46,7 +46,7 @@ def sample_report(**fields: object) -> Report:
         time=1.7e9,
         samples=2,
         suspects=(suspect("type", "app.Session", 3.0), suspect("site", "app/cache.py:12", 2048.0)),
-        candidates=("type:app.Session", "type:bytes", "site:app/x.py:3"),
+        candidates=(SeriesKey("type", "app.Session"), SeriesKey("type", "bytes"), SeriesKey("site", "app/x.py:3")),
         tracing="window",
         errors={"census": 1},
         series=10,
@@ -204,7 +204,7 @@ def test_series_and_bytes_bounds_hold_in_the_worst_case():
         meter.add(dict.fromkeys(("census", "process", "sites", "detect"), seconds), 0.01)
     report = sample_report(
         suspects=many,
-        candidates=tuple(f"type:{i}" for i in range(500)),
+        candidates=tuple(SeriesKey("type", str(i)) for i in range(500)),
         top={"type": tuple((f"{long}{i}", 1.0) for i in range(20)), "site": tuple((f"/{long}{i}.py:1", 1.0) for i in range(20))},
         errors={"census": 1, "process": 2, "sites": 3, "watcher": 4},
         costs=meter.snapshot({"census": 6, "process": 6, "sites": 6}),

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 
-from leakwatch.model import Report, Suspect, suspect_id, unit_of
+import pytest
+
+from leakwatch.model import Report, SeriesKey, Suspect, suspect_id, unit_of
 
 
 def make_suspect(**kw) -> Suspect:
@@ -42,7 +44,7 @@ def test_report_round_trips_through_json():
         time=1.5,
         samples=3,
         suspects=(make_suspect(sites=("app.py:10",)),),
-        candidates=("type:list",),
+        candidates=(SeriesKey("type", "list"),),
         tracing="idle",
         errors={"census": 1},
         durations={"census": 0.01},
@@ -58,3 +60,13 @@ def test_describe_reads_as_one_line():
     assert "\n" not in line
     assert "app.models.Session" in line and "+210 objects/min" in line and "app/views.py:42" in line
     assert "MiB" in make_suspect(kind="site", unit="bytes", current=3 * 1024**2).describe()
+
+
+def test_series_key_reads_back_what_it_writes_even_with_colons_in_the_key():
+    key = SeriesKey("site", "app/x.py:3")
+    assert str(key) == "site:app/x.py:3"
+    assert SeriesKey.parse(str(key)) == key
+    report = Report(candidates=(key, SeriesKey("type", "list")))
+    assert Report.from_dict(report.to_dict()).candidates == report.candidates
+    with pytest.raises(ValueError, match="kind:key"):
+        SeriesKey.parse("no-kind")
