@@ -558,7 +558,7 @@ def detect(
 def _judge_sites(
     history: History,
     p: Params,
-    old: Mapping[str, Suspect],
+    old: Mapping[SeriesKey, Suspect],
     suspects: list[Suspect],
     tracing: bool,
     wanted: bool,
@@ -569,7 +569,7 @@ def _judge_sites(
     sites = history.kind("site")
     if not tracing:
         if wanted:
-            suspects.extend(s for k, s in old.items() if s.kind == "site")
+            suspects.extend(s for s in old.values() if s.kind == "site")
         return
     blocks = history.get("process", "py_blocks")
     judged: set[str] = set()
@@ -582,7 +582,7 @@ def _judge_sites(
             trend = None
         judge("site", key, trend, series, 0.0)
     if wanted:
-        suspects.extend(s for k, s in old.items() if s.kind == "site" and s.key not in judged)
+        suspects.extend(s for s in old.values() if s.kind == "site" and s.key not in judged)
 
 
 def _net_growth(site_blocks: Series | None, blocks: Series | None, p: Params) -> bool:

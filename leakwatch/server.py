@@ -17,7 +17,6 @@ import hmac
 import io
 import json
 import logging
-import os
 import socket
 import threading
 import time
@@ -32,6 +31,7 @@ from prometheus_client.exposition import choose_encoder
 
 from leakwatch.errors import LeakwatchError
 from leakwatch.exporters.prometheus import LeakwatchCollector, ReportSource
+from leakwatch.prefork.merge import merged_report, suspects_document, workers_of
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class Endpoints:
                 return _text("503 Service Unavailable", "leakwatch is not started in this process\n")
             from leakwatch.page import render_page
 
-            page = render_page(_report_of(source), source.config)
+            page = render_page(merged_report(source), source.config)
             return Response("200 OK", (("Content-Type", "text/html; charset=utf-8"),), page.encode())
         if path == "/api/graph":
             return self._graph(params, headers)
@@ -120,15 +120,7 @@ class Endpoints:
             source = self._resolve()
             if source is None:
                 return _text("503 Service Unavailable", "leakwatch is not started in this process\n")
-            if _is_master(source):
-                live = source.worker_reports()  # type: ignore[attr-defined]
-                data: dict[str, Any] = {
-                    "master": {"pid": os.getpid(), "samples": source.report().samples},
-                    "workers": [{"worker": w.slot, "pid": w.pid, **w.report.to_dict()} for w in live],
-                }
-            else:
-                data = source.report().to_dict()
-            body = json.dumps(data, indent=2).encode() + b"\n"
+            body = json.dumps(suspects_document(source), indent=2).encode() + b"\n"
             return Response("200 OK", (("Content-Type", "application/json"),), body)
         try:
             encoder, content_type = choose_encoder(headers.get("accept", ""))
@@ -149,7 +141,7 @@ class Endpoints:
         if source is None:
             return _text("503 Service Unavailable", "leakwatch is not started in this process\n")
         config = source.config
-        if _is_master(source):
+        if workers_of(source) is not None:
             return _text(
                 "404 Not Found",
                 "this is a pre-fork master, which holds none of its workers' objects; graphs are drawn in the workers: "
@@ -183,27 +175,6 @@ class Endpoints:
         if isinstance(body, str):
             body = body.encode()
         return Response("200 OK", (("Content-Type", GRAPH_CONTENT_TYPES[format_]),), body)
-
-
-def _is_master(source: ReportSource) -> bool:
-    return getattr(source, "role", "single") == "master" and hasattr(source, "worker_reports")
-
-
-def _report_of(source: ReportSource) -> Any:
-    """The report a page shows: a master's is its workers' suspects together, each marked."""
-    if not _is_master(source):
-        return source.report()
-    live = source.worker_reports()  # type: ignore[attr-defined]
-    suspects = tuple(
-        dataclasses.replace(s, detail=f"worker {w.slot}" + (f"; {s.detail}" if s.detail else ""))
-        for w in live
-        for s in w.report.suspects
-    )
-    newest = max((w.report for w in live), key=lambda r: r.time, default=source.report())
-    trends = {sid: pts for w in live for sid, pts in w.report.trends.items()}
-    return dataclasses.replace(
-        newest, suspects=suspects, trends=trends, candidates=tuple(c for w in live for c in w.report.candidates)
-    )
 
 
 def _token_matches(header: str, token: str) -> bool:

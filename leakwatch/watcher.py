@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from leakwatch import detector, workers
+from leakwatch import detector
 from leakwatch.config import Config
 from leakwatch.costs import CostMeter
 from leakwatch.errors import LeakwatchError
@@ -31,6 +31,8 @@ from leakwatch.files import TMP_SUFFIX, write_atomically
 from leakwatch.governor import SHORTEST_WINDOW, Governor
 from leakwatch.history import History
 from leakwatch.model import Report, Sample, SeriesKey, Suspect
+from leakwatch.prefork.member import Membership
+from leakwatch.prefork.slots import WorkerReport
 from leakwatch.probes.process import run_and_wait_seconds
 from leakwatch.probes.sites import measure_slowdown
 from leakwatch.sampler import Sampler
@@ -61,7 +63,6 @@ TOP_KINDS = ("type", "site")
 TRACE_COOLDOWN = 2.0
 # Samples a whole tracing window takes at least (the detector judges sites on 8 of them).
 WINDOW_SAMPLES = detector.MIN_POINTS + 2
-WORKERS_DIR_ENV = "LEAKWATCH_WORKERS_DIR"
 # Type keys of asyncio's tasks (the C one, and the pure-Python one where _asyncio is missing).
 TASK_TYPES = frozenset({"_asyncio.Task", "asyncio.tasks.Task"})
 
@@ -128,12 +129,7 @@ class Watcher:
         self._collector: LeakwatchCollector | None = None
         self._server: MetricsServer | None = None
         self._graphed: set[str] = set()  # suspects already drawn into graph_dir
-        # Pre-forking servers (see leakwatch.workers): "master", "worker" or "single".
-        self.role = workers.role(self.config)
-        self._workers_dir = self.config.workers_dir
-        self._own_workers_dir = False  # made by this master, removed at its exit
-        self._slot: workers.Slot | None = None
-        self._serving_workers = False
+        self._prefork = Membership(self.config)
         # Growing tasks: (stranded, sampled) of the last check that decided any, and when to check next.
         self._stranded: tuple[int, int] = (0, 0)
         self._stranded_next = 0.0
@@ -142,9 +138,14 @@ class Watcher:
     # --- lifecycle ------------------------------------------------------------------------------
 
     @property
+    def role(self) -> str:
+        """This process's part in a pre-forking server: "master", "worker" or "single"."""
+        return self._prefork.role
+
+    @property
     def running(self) -> bool:
         if self.role == "master":
-            return self._serving_workers and self._pid == os.getpid()
+            return self._prefork.serving and self._pid == os.getpid()
         thread = self._thread
         return thread is not None and thread.is_alive() and self._pid == os.getpid()
 
@@ -174,21 +175,9 @@ class Watcher:
         return self
 
     def _start_master(self) -> Watcher:
-        if self._server is not None or self._collector is not None:
+        if self._server is not None or self._collector is not None or not self._prefork.open_master():
             return self
-        directory = self._workers_dir
-        if not directory or not workers.adopt_directory(directory):
-            try:
-                directory = workers.make_directory()
-            except OSError as e:
-                logger.error("leakwatch: cannot make a directory for the workers' reports: %s; not serving them", e)
-                return self
-            self._own_workers_dir = True
-        self._workers_dir = directory
-        # Workers a master spawns (uvicorn --workers) rather than forks find it here.
-        os.environ[WORKERS_DIR_ENV] = directory
         self._stop_event = threading.Event()
-        self._serving_workers = True
         atexit.register(self._stop_at_exit)
         self._start_exporting()
         return self
@@ -196,13 +185,11 @@ class Watcher:
     @property
     def workers_dir(self) -> str:
         """The directory a pre-fork master's workers publish into ("" otherwise)."""
-        return self._workers_dir if self.role in ("master", "worker") else ""
+        return self._prefork.directory if self.role in ("master", "worker") else ""
 
-    def worker_reports(self) -> list[workers.WorkerReport]:
+    def worker_reports(self) -> list[WorkerReport]:
         """A pre-fork master's live workers' latest reports, by slot ([] in other roles)."""
-        if self.role != "master" or not self._workers_dir:
-            return []
-        return workers.live_reports(self._workers_dir)
+        return self._prefork.worker_reports()
 
     def stop(self, timeout: float | None = 5.0) -> bool:
         """Stop sampling; idempotent. Waits at most `timeout` seconds; returns whether it stopped.
@@ -211,7 +198,7 @@ class Watcher:
         thread then closes its tracing window and writes the report file as it leaves.
         """
         self._stop_event.set()
-        self._serving_workers = False
+        self._prefork.serving = False
         atexit.unregister(self._stop_at_exit)
         self._stop_exporting(timeout)
         thread = self._thread
@@ -230,8 +217,7 @@ class Watcher:
         """Close our tracing window and write the report file (once sampling has ended); a
         worker withdraws its report, a master removes the directory it made."""
         if self.role == "master":
-            if self._own_workers_dir:
-                workers.remove_directory(self._workers_dir)
+            self._prefork.leave()
             return
         if not self._tick_lock.acquire(timeout=5.0):
             return
@@ -239,9 +225,7 @@ class Watcher:
             if self._sampler.sites is not None:
                 self._sampler.sites.stop_window()
             self._write_report_file()
-            if self._slot is not None:
-                self._slot.release()
-                self._slot = None
+            self._prefork.leave()
         finally:
             self._tick_lock.release()
 
@@ -305,8 +289,7 @@ class Watcher:
     def _run(self) -> None:
         stop = self._stop_event
         try:
-            if self.role == "worker":
-                self._claim_slot()
+            self._prefork.join()
             with self._tick_lock:
                 self._governor.observe_contention(run_and_wait_seconds())
             self._next_tick_at = self._clock() + self._governor.interval
@@ -314,7 +297,7 @@ class Watcher:
                 if self._open_planned_window():
                     continue
                 self._tick_safely()
-                self._publish()
+                self._prefork.publish(self._report)
                 self._next_tick_at = self._clock() + self._tick_gap()
         finally:
             if stop.is_set():  # not a thread lost to fork
@@ -351,21 +334,6 @@ class Watcher:
             if sites is not None and not sites.active and not tracemalloc.is_tracing():
                 self._open_trace_window(self._clock())
         return True
-
-    def _claim_slot(self) -> None:
-        try:
-            self._slot = workers.Slot.claim(self._workers_dir)
-        except OSError as e:
-            logger.error("leakwatch: cannot publish this worker's report in %s: %s; sampling goes on", self._workers_dir, e)
-
-    def _publish(self) -> None:
-        slot = self._slot
-        if slot is None:
-            return
-        try:
-            slot.publish(self._report)
-        except OSError as e:
-            logger.warning("leakwatch: cannot write this worker's report to %s: %s", slot.path, e)
 
     def _tick_safely(self) -> None:
         try:
@@ -450,15 +418,8 @@ class Watcher:
     def _after_fork_in_child(self) -> None:
         # No logging or I/O here: another thread may have held the logging lock at fork.
         was_running = self._thread is not None and not self._stop_event.is_set()
-        if self.role == "master" and self._serving_workers:
-            # A worker of this master: it samples, and publishes where the master reads.
-            self.role = "worker"
-            self._own_workers_dir = False
-            self._serving_workers = False
-            was_running = True
-        if self._slot is not None:
-            self._slot.abandon()  # the parent's number stays the parent's
-            self._slot = None
+        # A worker of a serving master samples, and publishes where the master reads.
+        was_running = self._prefork.after_fork_in_child() or was_running
         self._fork_locked = False
         self._tick_lock = threading.Lock()
         self._stop_event = threading.Event()

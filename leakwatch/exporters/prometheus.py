@@ -28,6 +28,7 @@ from prometheus_client.metrics_core import (
 from leakwatch.config import Config
 from leakwatch.costs import Budget
 from leakwatch.model import KINDS, Report, SeriesKey, Suspect
+from leakwatch.prefork.merge import workers_of
 
 # Longest label value exported; longer type and site strings keep their end (the class or the
 # file and line), prefixed by "...".
@@ -243,10 +244,9 @@ class LeakwatchCollector:
         if source is None:
             return
         config = source.config
-        worker_reports = getattr(source, "worker_reports", None)
-        if getattr(source, "role", "single") == "master" and worker_reports is not None:
+        live = workers_of(source)
+        if live is not None:
             # A pre-fork master: each live worker's report, its series labelled by its slot.
-            live = worker_reports()
             families = {spec.name: _family(spec, WORKER_LABELS) for spec in METRICS}
             families["leakwatch_workers"].add_metric([], len(live))  # type: ignore[attr-defined]
             for w in live:

@@ -1,4 +1,4 @@
-"""Worker slots and the shared report directory, with real locks and real files."""
+"""Pre-fork roles, worker slots and the shared report directory, with real locks and real files."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import os
 
 import pytest
 
-from leakwatch import workers
 from leakwatch.config import Config
 from leakwatch.exporters.prometheus import LeakwatchCollector
 from leakwatch.model import Report, Suspect
-from leakwatch.workers import Slot, live_reports, program_of
+from leakwatch.prefork import roles, slots
+from leakwatch.prefork.member import Membership
+from leakwatch.prefork.merge import merged_report, suspects_document, workers_of
+from leakwatch.prefork.roles import program_of
+from leakwatch.prefork.slots import Slot, live_reports
 
 
 def report(samples: int, *keys: str) -> Report:
@@ -72,22 +75,22 @@ def test_program_of_a_command_line(argv, program):
 
 def test_roles():
     env: dict[str, str] = {}
-    assert workers.role(Config.from_options(env=env), ["python", "/bin/gunicorn", "app:app"]) == "master"
-    assert workers.role(Config.from_options(env=env), ["python", "-m", "uvicorn", "--workers", "2", "a:b"]) == "master"
-    assert workers.role(Config.from_options(env=env), ["python", "-m", "uvicorn", "a:b"]) == "single"
-    assert workers.role(Config.from_options(env=env, prefork="off"), ["python", "/bin/gunicorn"]) == "single"
-    assert workers.role(Config.from_options(env=env, prefork="master"), ["python", "app.py"]) == "master"
+    assert roles.role(Config.from_options(env=env), ["python", "/bin/gunicorn", "app:app"]) == "master"
+    assert roles.role(Config.from_options(env=env), ["python", "-m", "uvicorn", "--workers", "2", "a:b"]) == "master"
+    assert roles.role(Config.from_options(env=env), ["python", "-m", "uvicorn", "a:b"]) == "single"
+    assert roles.role(Config.from_options(env=env, prefork="off"), ["python", "/bin/gunicorn"]) == "single"
+    assert roles.role(Config.from_options(env=env, prefork="master"), ["python", "app.py"]) == "master"
     spawned = Config.from_options(env={"LEAKWATCH_WORKERS_DIR": "/tmp/x"})
-    assert workers.role(spawned, ["python", "-c", "from multiprocessing.spawn import spawn_main"]) == "worker"
+    assert roles.role(spawned, ["python", "-c", "from multiprocessing.spawn import spawn_main"]) == "worker"
     # A master re-executed with its predecessor's environment is a master still.
-    assert workers.role(spawned, ["python", "/bin/gunicorn"]) == "master"
+    assert roles.role(spawned, ["python", "/bin/gunicorn"]) == "master"
 
 
 def test_a_directory_another_live_master_holds_is_not_adopted(tmp_path):
     (tmp_path / "master.pid").write_text(str(os.getppid()))
-    assert not workers.adopt_directory(str(tmp_path))
+    assert not slots.adopt_directory(str(tmp_path))
     (tmp_path / "master.pid").write_text("999999999")  # no such process
-    assert workers.adopt_directory(str(tmp_path))
+    assert slots.adopt_directory(str(tmp_path))
     assert (tmp_path / "master.pid").read_text() == str(os.getpid())
 
 
@@ -103,7 +106,7 @@ class Master:
     def report(self) -> Report:
         return Report()
 
-    def worker_reports(self) -> list[workers.WorkerReport]:
+    def worker_reports(self) -> list[slots.WorkerReport]:
         return live_reports(self.directory)
 
 
@@ -124,10 +127,10 @@ def test_the_collector_labels_each_live_workers_series(tmp_path):
 
 
 def test_multiprocessing_helpers_are_left_alone():
-    assert workers.is_helper_process(["python", "-B", "-c", "from multiprocessing.resource_tracker import main;main(7)"])
-    assert workers.is_helper_process(["python", "-c", "from multiprocessing.forkserver import main; main(3)"])
-    assert not workers.is_helper_process(["python", "-c", "from multiprocessing.spawn import spawn_main; spawn_main()"])
-    assert not workers.is_helper_process(["python", "app.py", "-c"])
+    assert roles.is_helper_process(["python", "-B", "-c", "from multiprocessing.resource_tracker import main;main(7)"])
+    assert roles.is_helper_process(["python", "-c", "from multiprocessing.forkserver import main; main(3)"])
+    assert not roles.is_helper_process(["python", "-c", "from multiprocessing.spawn import spawn_main; spawn_main()"])
+    assert not roles.is_helper_process(["python", "app.py", "-c"])
 
 
 def limited(samples: int, rss: float, growth: float) -> Report:
@@ -146,3 +149,70 @@ def test_a_master_projects_the_memory_limit_from_all_its_workers_together(tmp_pa
     assert families["leakwatch_memory_limit_eta_seconds"].samples == []
     first.release()
     second.release()
+
+
+def test_only_a_master_has_workers_and_its_page_marks_each_workers_suspects(tmp_path):
+    single = Config.from_options(env={})
+    first = Slot.claim(str(tmp_path))
+    first.publish(report(3, "app.Session"))
+    master = Master(str(tmp_path))
+    assert workers_of(master) == live_reports(str(tmp_path))
+    assert workers_of(Report()) is None
+    page = merged_report(master)
+    assert [s.detail for s in page.suspects] == ["worker 0"]
+    document = suspects_document(master)
+    assert document["master"]["pid"] == os.getpid()
+    assert [(w["worker"], w["samples"]) for w in document["workers"]] == [(0, 3)]
+
+    class Single:
+        config = single
+
+        def report(self) -> Report:
+            return report(5)
+
+    assert workers_of(Single()) is None and merged_report(Single()).samples == 5
+    assert suspects_document(Single())["samples"] == 5
+    first.release()
+
+
+def test_a_master_membership_removes_only_the_directory_it_made(tmp_path, monkeypatch):
+    monkeypatch.delenv(slots.WORKERS_DIR_ENV, raising=False)
+    made = Membership(Config.from_options(env={}, prefork="master"))
+    assert made.role == "master" and made.open_master() and made.serving
+    assert os.environ[slots.WORKERS_DIR_ENV] == made.directory and os.path.isdir(made.directory)
+    made.leave()
+    assert not os.path.exists(made.directory)
+
+    given = Membership(Config.from_options(env={}, prefork="master", workers_dir=str(tmp_path)))
+    assert given.open_master() and given.directory == str(tmp_path)
+    given.leave()
+    assert tmp_path.is_dir()
+
+
+def test_a_worker_membership_publishes_into_its_slot_and_frees_it(tmp_path):
+    member = Membership(Config.from_options(env={}, workers_dir=str(tmp_path)))
+    assert member.role == "worker"
+    member.join()
+    member.publish(report(7))
+    (live,) = live_reports(str(tmp_path))
+    assert (live.slot, live.pid, live.report.samples) == (0, os.getpid(), 7)
+    member.leave()
+    assert live_reports(str(tmp_path)) == []
+    assert Slot.claim(str(tmp_path)).number == 0, "the slot is free again"
+
+
+def test_a_serving_masters_forked_child_becomes_a_worker_and_a_workers_child_drops_its_slot(tmp_path, monkeypatch):
+    monkeypatch.delenv(slots.WORKERS_DIR_ENV, raising=False)
+    master = Membership(Config.from_options(env={}, prefork="master", workers_dir=str(tmp_path)))
+    assert not master.after_fork_in_child(), "a master that is not serving yet stays one"
+    master.open_master()
+    assert master.after_fork_in_child()
+    assert (master.role, master.serving, master.directory) == ("worker", False, str(tmp_path))
+    master.join()
+    master.publish(report(1))
+    published = os.path.join(str(tmp_path), "worker-0.json")
+    assert not master.after_fork_in_child()
+    # A child only closes its copy of the slot's lock: it withdraws nothing of the parent's.
+    assert os.path.exists(published)
+    master.leave()
+    assert os.path.exists(published), "leave() after the fork hook does not touch the parent's slot"

@@ -1,0 +1,60 @@
+"""A pre-fork master's view of its workers: what the exporter, `/api/suspects` and the page show."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Protocol, runtime_checkable
+
+from leakwatch.model import Report
+from leakwatch.prefork.slots import WorkerReport
+
+
+@runtime_checkable
+class Master(Protocol):
+    """A report source that serves a pre-fork master's workers (a watcher in the master role)."""
+
+    role: str
+
+    def report(self) -> Report: ...
+
+    def worker_reports(self) -> list[WorkerReport]: ...
+
+
+def workers_of(source: object) -> list[WorkerReport] | None:
+    """The live workers' reports when `source` is a pre-fork master; None for any other source."""
+    if isinstance(source, Master) and source.role == "master":
+        return source.worker_reports()
+    return None
+
+
+def merged_report(source: Any) -> Report:
+    """The report a page shows: a master's is its workers' suspects together, each marked with
+    its worker; any other source's is its own."""
+    live = workers_of(source)
+    if live is None:
+        report: Report = source.report()
+        return report
+    suspects = tuple(
+        dataclasses.replace(s, detail=f"worker {w.slot}" + (f"; {s.detail}" if s.detail else ""))
+        for w in live
+        for s in w.report.suspects
+    )
+    newest = max((w.report for w in live), key=lambda r: r.time, default=source.report())
+    trends = {sid: pts for w in live for sid, pts in w.report.trends.items()}
+    return dataclasses.replace(
+        newest, suspects=suspects, trends=trends, candidates=tuple(c for w in live for c in w.report.candidates)
+    )
+
+
+def suspects_document(source: Any) -> dict[str, Any]:
+    """`/api/suspects`: a master's own pid and ticks with each worker's report; any other
+    source's report."""
+    live = workers_of(source)
+    if live is None:
+        document: dict[str, Any] = source.report().to_dict()
+        return document
+    return {
+        "master": {"pid": os.getpid(), "samples": source.report().samples},
+        "workers": [{"worker": w.slot, "pid": w.pid, **w.report.to_dict()} for w in live],
+    }
