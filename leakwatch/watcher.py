@@ -14,7 +14,6 @@ import gc
 import heapq
 import json
 import logging
-import math
 import os
 import threading
 import time
@@ -28,26 +27,23 @@ from leakwatch.config import Config
 from leakwatch.costs import CostMeter
 from leakwatch.errors import LeakwatchError
 from leakwatch.files import TMP_SUFFIX, write_atomically
-from leakwatch.governor import SHORTEST_WINDOW, Governor
+from leakwatch.governor import Governor
 from leakwatch.history import History
 from leakwatch.model import Report, Sample, SeriesKey, Suspect
 from leakwatch.prefork.member import Membership
 from leakwatch.prefork.slots import WorkerReport
 from leakwatch.probes.process import run_and_wait_seconds
-from leakwatch.probes.sites import measure_slowdown
 from leakwatch.sampler import Sampler
+from leakwatch.tracing import TraceScheduler
 
 if TYPE_CHECKING:  # imported when used: most processes never serve, and import time is the host's
     from leakwatch import refgraph
     from leakwatch.exporters.prometheus import LeakwatchCollector
-    from leakwatch.server import MetricsServer
+    from leakwatch.server.standalone import MetricsServer
 
 logger = logging.getLogger(__name__)
 
 THREAD_NAME = "leakwatch"
-# Kinds and keys that describe one tracing window and start from zero with the next.
-WINDOW_KINDS = ("site", "site_blocks")
-WINDOW_PROCESS_KEYS = ("traced", "trace_overhead")
 # Graphs drawn into Config.graph_dir: the request file's name, and how many files are kept.
 GRAPH_REQUEST_FILE = "graph-request"
 MAX_GRAPH_FILES = 40  # 20 graphs, a .json and a .dot each
@@ -59,10 +55,6 @@ GRAPH_REQUEST_SETTLE_SECONDS = 0.2
 TREND_POINTS = 32
 # Census kinds whose largest entries each report carries (Config.top_k of them).
 TOP_KINDS = ("type", "site")
-# After a tracing window, wait this many window lengths before the next (at most 1/3 duty).
-TRACE_COOLDOWN = 2.0
-# Samples a whole tracing window takes at least (the detector judges sites on 8 of them).
-WINDOW_SAMPLES = detector.MIN_POINTS + 2
 # Type keys of asyncio's tasks (the C one, and the pure-Python one where _asyncio is missing).
 TASK_TYPES = frozenset({"_asyncio.Task", "asyncio.tasks.Task"})
 
@@ -97,7 +89,6 @@ class Watcher:
         self._sampler = Sampler(self.config, clock)
         self._history = History(max_series=self.config.max_series, points=self.config.history_points)
         self._verdict = detector.Verdict()
-        self._report = Report(tracing=self._tracing_state())
         self._params = detector.Params(
             window=self.config.window,
             warmup=self.config.warmup,
@@ -108,15 +99,13 @@ class Watcher:
             can_trace=self.config.tracemalloc != "off",
             epoch=self._epoch,
         )
-        self._trace_resume_at = 0.0
-        self._trace_length = self.config.trace_window  # of the open window, as the budget allowed
-        self._trace_open_at: float | None = None  # a window shorter than a tick starts then
-        self._trace_whole = False  # the open window is for site series, not only attribution
         # Sites of growing types not yet suspects, and when each was last a candidate.
         self._type_sites: dict[str, tuple[tuple[str, ...], float]] = {}
         self._next_tick_at = 0.0
         self._costs = CostMeter()
         self._governor = Governor(self.config, clock())
+        self._tracing = TraceScheduler(self.config, self._sampler.sites, self._governor, self._history)
+        self._report = Report(tracing=self._tracing.state)
         self._objects = 0  # counted by the latest census
         self._tick_errors = 0
         self._unbilled_cpu = 0.0  # CPU of writing the report file, counted with the next tick
@@ -171,7 +160,7 @@ class Watcher:
         self._start_exporting()
         if self.config.tracemalloc == "always":
             with self._tick_lock:
-                self._open_trace_window(self._clock())
+                self._tracing.open(self._clock())
         return self
 
     def _start_master(self) -> Watcher:
@@ -222,8 +211,7 @@ class Watcher:
         if not self._tick_lock.acquire(timeout=5.0):
             return
         try:
-            if self._sampler.sites is not None:
-                self._sampler.sites.stop_window()
+            self._tracing.close()
             self._write_report_file()
             self._prefork.leave()
         finally:
@@ -249,7 +237,7 @@ class Watcher:
         port = self.config.port
         if port is not None and self._server is None and self.role != "worker":
             try:
-                from leakwatch.server import MetricsServer
+                from leakwatch.server.standalone import MetricsServer
 
                 server = MetricsServer(self, self.config.host, port)
                 host, bound = server.start()
@@ -298,41 +286,22 @@ class Watcher:
                     continue
                 self._tick_safely()
                 self._prefork.publish(self._report)
-                self._next_tick_at = self._clock() + self._tick_gap()
+                self._next_tick_at = self._clock() + self._tracing.gap(self._governor.interval)
         finally:
             if stop.is_set():  # not a thread lost to fork
                 self._finish()
 
-    def _tick_gap(self) -> float:
-        """The governed interval; shorter inside a whole tracing window, whose sites are judged
-        on at least `WINDOW_SAMPLES` samples even when a big heap has stretched the interval
-        (a few more ticks once in hours of credit)."""
-        sites = self._sampler.sites
-        if self._trace_whole and sites is not None and sites.active:
-            return min(self._governor.interval, self._trace_length / WINDOW_SAMPLES)
-        return self._governor.interval
-
     def _next_wait(self) -> float:
-        """Seconds to what the thread does next: a tick at the governed interval, a tick at the
-        end of a tracing window, or the start of a window planned to end at the next tick."""
-        due = self._next_tick_at
-        sites = self._sampler.sites
-        if sites is not None and sites.active and self.config.tracemalloc == "auto":
-            due = min(due, sites.started_at + self._trace_length)
-        elif self._trace_open_at is not None:
-            due = min(due, self._trace_open_at)
-        return max(0.005, due - self._clock())
+        """Seconds to what the thread does next: a tick, or opening or closing a tracing window."""
+        return max(0.005, self._tracing.due(self._next_tick_at) - self._clock())
 
     def _open_planned_window(self) -> bool:
         """Start the tracing window planned for now, if one is; True when it started."""
-        at = self._trace_open_at
+        at = self._tracing.planned_at
         if at is None or self._clock() < at - 0.005:
             return False
         with self._tick_lock:
-            self._trace_open_at = None
-            sites = self._sampler.sites
-            if sites is not None and not sites.active and not tracemalloc.is_tracing():
-                self._open_trace_window(self._clock())
+            self._tracing.open_planned(self._clock())
         return True
 
     def _tick_safely(self) -> None:
@@ -433,8 +402,6 @@ class Watcher:
         self._history = History(max_series=self.config.max_series, points=self.config.history_points)
         self._verdict = detector.Verdict()
         self._type_sites = {}
-        self._trace_open_at = None
-        self._report = Report(tracing=self._tracing_state())
         self._sampler.samples = 0
         self._sampler.errors.clear()
         self._sampler.runs.clear()
@@ -442,6 +409,8 @@ class Watcher:
         slowdown = self._governor.slowdown
         self._governor = Governor(self.config, self._clock())
         self._governor.slowdown = slowdown
+        self._tracing = TraceScheduler(self.config, self._sampler.sites, self._governor, self._history)
+        self._report = Report(tracing=self._tracing.state)
         self._tick_errors = 0
         if was_running:
             thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
@@ -504,14 +473,15 @@ class Watcher:
         }
         detect_seconds = time.perf_counter() - started
         self._verdict = new
-        self._steer_tracing(new, sample.t)
+        threaded = threading.current_thread() is self._thread
+        self._tracing.steer(self._unexplained(new), new, self._params.window, sample.t, threaded)
         self._log_changes(verdict.suspects, new.suspects)
         report = Report(
             time=sample.t + self._epoch,
             samples=self._sampler.samples,
             suspects=self._with_task_verdict(new.suspects, sample.t),
             candidates=tuple(new.pending),
-            tracing=self._tracing_state(),
+            tracing=self._tracing.state,
             errors={**self._sampler.errors, **({"watcher": self._tick_errors} if self._tick_errors else {})},
             durations={**sample.durations, "detect": detect_seconds},
             series=self._history.series_count(),
@@ -581,81 +551,10 @@ class Watcher:
             out[s.id] = tuple((round(x + self._epoch, 3), y) for x, y in zip(t, hi, strict=True))
         return out
 
-    def _steer_tracing(self, verdict: detector.Verdict, now: float) -> None:
-        """Open a tracing window while cheap signals suspect growth; close it when it is done."""
-        sites = self._sampler.sites
-        if sites is None or self.config.tracemalloc != "auto":
-            return
-        if sites.active:
-            # A window closes on the tick `_next_wait` times for its end; a late tick still counts.
-            if now - sites.started_at >= self._trace_length - 0.005 or sites.over_budget():
-                sites.stop_window()
-                self._governor.window_closed(now)
-                self._trace_resume_at = now + TRACE_COOLDOWN * (now - sites.started_at)
-            return
-        # Tracing is spent only on growth that has lasted as long as a type's must before it
-        # is named: a cache filling after warm-up, or a type that grows for a while and stops,
-        # has stopped by then. (A confirmed suspect has lasted by definition.)
-        lasting = detector.SITE_TRIGGER_AGE * self._params.window
-        wanted = [k for k in self._unexplained(verdict) if now - verdict.pending.get(k, (-math.inf, 0.0))[0] >= lasting]
-        if not wanted or now < self._trace_resume_at or self._trace_open_at is not None:
-            return
-        if tracemalloc.is_tracing():  # the application's own tracing: reading it costs nothing more
-            self._trace_length, self._trace_whole = self.config.trace_window, True
-            self._open_trace_window(now)
-            return
-        if self._governor.slowdown == 0.0:
-            self._governor.slowdown = measure_slowdown(self.config.trace_frames)
-        # Only types to attribute: a short window finds their sites (one shorter than a tick
-        # needs the thread to start it between ticks). Growth no type explains needs a whole
-        # window of site series to find where it is.
-        threaded = threading.current_thread() is self._thread
-        whole = all(key.kind != "type" for key in wanted)
-        if whole:
-            shortest = self.config.trace_window
-        else:
-            shortest = min(SHORTEST_WINDOW, self._governor.interval / 2) if threaded else self._governor.interval
-        length = self._governor.affordable_window(now, shortest)
-        if not whole and not self.config.given("trace_window"):
-            length = min(length, shortest)  # attribution needs no more: keep the credit for whole windows
-        if not threaded:  # closed by a later tick: whole intervals only, or it would overspend
-            length = length // self._governor.interval * self._governor.interval
-        if length <= 0.0:
-            return
-        self._trace_length = length
-        self._trace_whole = whole
-        if length >= self._governor.interval or not threaded:
-            self._open_trace_window(now)
-        else:
-            # Shorter than a tick: trace the last `length` seconds before the next tick, which
-            # reads the sites and closes the window.
-            self._trace_open_at = now + self._governor.interval - length
-
     def _unexplained(self, verdict: detector.Verdict) -> list[SeriesKey]:
         """The triggers a tracing window could still explain: growth outside any type, and
         growing types whose sites are not known yet."""
         return [k for k in verdict.triggers if not (k.kind == "type" and k.key in self._type_sites)]
-
-    def _open_trace_window(self, now: float) -> None:
-        """Start a tracing window with empty window series. Call with the tick lock held."""
-        sites = self._sampler.sites
-        if sites is None:
-            return
-        for kind in WINDOW_KINDS:
-            self._history.reset(kind)
-        for key in WINDOW_PROCESS_KEYS:
-            self._history.reset("process", key)
-        ours = not tracemalloc.is_tracing()
-        sites.start_window(now)
-        self._governor.window_opened(now, ours)
-
-    def _tracing_state(self) -> str:
-        sites = self._sampler.sites
-        if sites is None:
-            return "off"
-        if sites.external:
-            return "external"
-        return "window" if sites.active else "idle"
 
     def _log_changes(self, before: tuple[Suspect, ...], after: tuple[Suspect, ...]) -> None:
         if not self.config.log_suspects:
@@ -870,7 +769,7 @@ def graph(
 def wsgi_app(watcher: Watcher | None = None) -> Callable[..., Any]:
     """A WSGI app serving /metrics and /api/suspects for `watcher` (default: the process-wide
     one at request time; 503 on /api/suspects while none runs). Mount it under a web app."""
-    from leakwatch.server import make_wsgi_app
+    from leakwatch.server.apps import make_wsgi_app
 
     return make_wsgi_app(watcher if watcher is not None else current)
 
@@ -878,6 +777,6 @@ def wsgi_app(watcher: Watcher | None = None) -> Callable[..., Any]:
 def asgi_app(watcher: Watcher | None = None) -> Callable[..., Any]:
     """An ASGI app serving /metrics and /api/suspects for `watcher` (default: the process-wide
     one at request time). Mount it under a web app, e.g. Starlette's `app.mount("/leakwatch", ...)`."""
-    from leakwatch.server import make_asgi_app
+    from leakwatch.server.apps import make_asgi_app
 
     return make_asgi_app(watcher if watcher is not None else current)

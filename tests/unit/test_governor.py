@@ -293,7 +293,7 @@ def test_a_watcher_uses_the_time_options_the_user_set_whatever_they_cost():
             assert (report.budget.interval, report.budget.window) == (1.0, 10.0)
             sites = watcher._sampler.sites
             if sites is not None and sites.active:
-                lengths.add(watcher._trace_length)
+                lengths.add(watcher._tracing.length)
             clock.advance(1.0)
         assert report.budget.cpu_spend > 0.0001, "over budget, and it shows"
         assert watcher._params.warmup == 2.0 and watcher._params.window == 10.0
