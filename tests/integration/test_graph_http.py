@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import leakwatch
-from leakwatch.server import MAX_CONCURRENT
+from leakwatch.server.standalone import MAX_CONCURRENT
 from tests.integration.conftest import wait_for
 
 TOKEN = "graph-token-for-tests"

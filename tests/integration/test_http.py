@@ -260,7 +260,7 @@ def test_head_tells_the_length_a_get_would_have(served):
 
 
 def test_slow_clients_cannot_hold_the_server(monkeypatch):
-    from leakwatch import server as server_module
+    from leakwatch.server import standalone as server_module
 
     monkeypatch.setattr(server_module, "REQUEST_TIMEOUT_SECONDS", 1.5)
     watcher = leakwatch.Watcher(port=0, **FAST).start()

@@ -1,0 +1,149 @@
+"""What each path answers, called directly (no socket, no thread): status codes, the errors'
+words, and the limits on what a request may ask for."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+
+import pytest
+
+from leakwatch.config import Config
+from leakwatch.model import Report, Suspect
+from leakwatch.server.endpoints import GRAPH_DEPTH, GRAPH_SAMPLES, Endpoints, Response, accepts_gzip
+from leakwatch.testing import FakeClock
+from leakwatch.watcher import Watcher
+
+SUSPECT = Suspect(kind="type", key="app.Session", unit="objects", current=900, growth_per_second=3, since=0, confidence=0.999)
+
+
+class Source:
+    """A report source with a fixed report: what the endpoints read from a watcher."""
+
+    def __init__(self, **options: object) -> None:
+        self.config = Config.from_options(env={}, **options)
+        self.drawn: list[tuple[str, str, int, int]] = []
+
+    def report(self) -> Report:
+        return Report(samples=4, suspects=(SUSPECT,))
+
+    def graph(self, target: str, format: str, *, samples: int, max_depth: int) -> dict[str, object]:  # noqa: A002
+        self.drawn.append((target, format, samples, max_depth))
+        return {"target": target}
+
+
+def get(endpoints: Endpoints, path: str, query: str = "", method: str = "GET", **headers: str) -> Response:
+    return endpoints.respond(method, path, query, {k.replace("_", "-"): v for k, v in headers.items()})
+
+
+def test_unknown_paths_methods_and_parameters_are_refused_with_what_is_allowed():
+    endpoints = Endpoints(Source())
+    r = get(endpoints, "/secrets")
+    assert r.status.startswith("404") and b"/metrics, /api/suspects, /api/graph" in r.body
+    r = get(endpoints, "/metrics", method="POST")
+    assert r.status.startswith("405") and ("Allow", "GET, HEAD") in r.headers
+    r = get(endpoints, "/api/suspects", "pretty=1")
+    assert r.status.startswith("400") and b"'pretty'" in r.body and b"allowed: none" in r.body
+    r = get(endpoints, "/metrics", "page=2")
+    assert r.status.startswith("400") and b"allowed: name[]" in r.body
+
+
+def test_suspects_answers_the_report_and_head_its_length():
+    endpoints = Endpoints(Source())
+    r = get(endpoints, "/api/suspects")
+    assert r.status == "200 OK" and json.loads(r.body)["suspects"][0]["key"] == "app.Session"
+    head = get(endpoints, "/api/suspects", method="HEAD")
+    assert head.body == b"" and ("Content-Length", str(len(r.body))) in head.headers
+
+
+def test_a_source_not_started_yet_answers_503():
+    endpoints = Endpoints(lambda: None)
+    for path in ("/", "/api/suspects", "/api/graph"):
+        assert get(endpoints, path).status.startswith("503"), path
+    assert get(endpoints, "/metrics").status == "200 OK", "the process's own metrics are still there"
+
+
+def test_metrics_are_filtered_by_name_and_gzipped_when_asked():
+    endpoints = Endpoints(Source())
+    r = get(endpoints, "/metrics", "name[]=leakwatch_suspects", accept_encoding="gzip")
+    assert ("Content-Encoding", "gzip") in r.headers
+    text = gzip.decompress(r.body).decode()
+    assert "leakwatch_suspects{" in text and "process_resident_memory_bytes" not in text
+    assert accepts_gzip("br, gzip;q=0.5") and not accepts_gzip("gzip;q=0") and not accepts_gzip("gzip;q=x")
+
+
+def test_graphs_are_off_unless_asked_for_and_need_the_token_when_one_is_set():
+    assert b"graphs=true" in get(Endpoints(Source()), "/api/graph", "type=dict").body
+    guarded = Endpoints(Source(graphs=True, graph_token="s3cret-token"))
+    r = get(guarded, "/api/graph", "type=dict")
+    assert r.status.startswith("401") and ("WWW-Authenticate", "Bearer") in r.headers
+    assert get(guarded, "/api/graph", "type=dict", authorization="Bearer wrong").status.startswith("401")
+    assert get(guarded, "/api/graph", "type=dict", authorization="Bearer s3cret-token").status == "200 OK"
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ("", b"exactly one of suspect=<id>"),
+        ("type=dict&site=a.py:1", b"exactly one of"),
+        ("suspect=nothex", b"not a suspect id"),
+        ("type=dict&format=png", b"allowed: json, dot, svg"),
+        (f"type=dict&samples={GRAPH_SAMPLES[1] + 1}", f"from {GRAPH_SAMPLES[0]} to {GRAPH_SAMPLES[1]}".encode()),
+        ("type=dict&depth=0", f"from {GRAPH_DEPTH[0]} to {GRAPH_DEPTH[1]}".encode()),
+        ("type=dict&depth=-1", b"allowed: an integer"),
+        ("type=dict&type=list", b"give type once"),
+    ],
+)
+def test_a_bad_graph_request_is_400_saying_what_is_allowed(query, words):
+    source = Source(graphs=True)
+    r = get(Endpoints(source), "/api/graph", query)
+    assert r.status.startswith("400") and words in r.body, r.body
+    assert source.drawn == []
+
+
+def test_a_graph_request_names_a_suspect_by_id_and_draws_within_the_bounds():
+    source = Source(graphs=True)
+    r = get(Endpoints(source), "/api/graph", f"suspect={SUSPECT.id}&samples=3&depth=5")
+    assert r.status == "200 OK" and json.loads(r.body) == {"target": SUSPECT.id}
+    assert source.drawn == [(SUSPECT.id, "json", 3, 5)]
+
+
+def test_a_second_graph_while_one_is_drawn_is_429_not_queued():
+    source = Source(graphs=True)
+    endpoints = Endpoints(source)
+    drawing, release = threading.Event(), threading.Event()
+
+    def slow_graph(target: str, format: str, **_: int) -> dict[str, str]:  # noqa: A002
+        drawing.set()
+        release.wait(10)
+        return {}
+
+    source.graph = slow_graph  # type: ignore[method-assign]
+    first = threading.Thread(target=get, args=(endpoints, "/api/graph", "type=dict"))
+    first.start()
+    try:
+        assert drawing.wait(10)
+        r = get(endpoints, "/api/graph", "type=dict")
+        assert r.status.startswith("429") and ("Retry-After", "5") in r.headers
+    finally:
+        release.set()
+        first.join(10)
+
+
+def test_a_watcher_serves_its_page_and_a_failure_inside_answers_500():
+    watcher = Watcher(clock=FakeClock(), log_suspects=False)
+    try:
+        watcher.sample_now()
+        endpoints = Endpoints(watcher)
+        page = get(endpoints, "/")
+        assert page.status == "200 OK" and b"No verdict yet" in page.body
+
+        def broken() -> Report:
+            raise RuntimeError("boom")
+
+        watcher.report = broken  # type: ignore[method-assign]
+        r = get(endpoints, "/api/suspects")
+        assert r.status.startswith("500") and b"boom" not in r.body
+    finally:
+        watcher.stop()
