@@ -11,10 +11,11 @@ Nothing runs at import.
 from __future__ import annotations
 
 from leakwatch._version import __version__
+from leakwatch.api import asgi_app, graph, start, stop, suspects, wsgi_app
 from leakwatch.config import Config
 from leakwatch.errors import ConfigError, LeakwatchError, MissingDependency, MissingTool
 from leakwatch.model import Report, Suspect
-from leakwatch.watcher import Watcher, asgi_app, graph, start, stop, suspects, wsgi_app
+from leakwatch.watcher import Watcher
 
 __all__ = [
     "Config",

@@ -13,8 +13,8 @@ logger = logging.getLogger(__name__)
 def start_from_env() -> None:
     """Start the watcher configured only by the environment; log, never raise, on failure."""
     try:
+        from leakwatch.api import start
         from leakwatch.prefork.roles import is_helper_process
-        from leakwatch.watcher import start
 
         if is_helper_process():
             return

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 def on_starting(server: Any) -> None:
     """gunicorn's hook, in the master before it forks any worker: leakwatch as the pre-fork master."""
     try:
-        from leakwatch.watcher import start
+        from leakwatch.api import start
 
         start(prefork="master")
     except Exception:

@@ -163,7 +163,7 @@ def test_run_exit_code_says_which_signal_killed_the_program(subprocess_env):
 
 TICKING = """
 import sys, time
-from leakwatch.watcher import current
+from leakwatch.api import current
 seen = 0
 while True:
     watcher = current()

@@ -222,7 +222,7 @@ def test_default_apps_follow_the_process_wide_watcher():
     assert responses[-1].startswith("503") and b"not started" in body
     leakwatch.start(**FAST)
     try:
-        wait_for(lambda: leakwatch.watcher.current().report().samples >= 1)
+        wait_for(lambda: leakwatch.api.current().report().samples >= 1)
         body = b"".join(app(environ, start_response))
         assert responses[-1] == "200 OK" and json.loads(body)["samples"] >= 1
     finally:
