@@ -1,7 +1,7 @@
 """One frozen `Config`: keyword > ``LEAKWATCH_*`` environment variable > default.
 
 Every option, its environment name, default and meaning is listed once, in `OPTIONS`;
-the README's options table is checked against it by a test.
+the reference page docs/reference/options.md is generated from it.
 
 A bad keyword raises `ConfigError` (misuse in code should fail loudly); a bad environment
 value logs a warning and falls back to the default (an operator's typo must not take a

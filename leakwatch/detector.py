@@ -1,6 +1,6 @@
 """Pure functions from history to suspects: no clock, no I/O, no gc calls.
 
-A series is *growing* over a window when all of these hold (see README, "How detection works"):
+A series is *growing* over a window when all of these hold (see docs/detection.md):
 
 1. enough evidence: at least `MIN_POINTS` points spanning half the window or more;
 2. a robust slope: the Theil-Sen slope (median of pairwise slopes) is at least the minimum
@@ -48,7 +48,7 @@ BLOCKS_PER_OBJECT = 4.0
 # The largest block pymalloc hands out; bigger requests go to malloc and show in RSS alone.
 MAX_BLOCK_BYTES = 512
 # A site whose in-window block growth exceeds the whole process's net block growth this many
-# times cannot be net growth: it is a bounded structure turning over (see README).
+# times cannot be net growth: it is a bounded structure turning over (see docs/detection.md).
 SITE_NET_FACTOR = 2.0
 # Growth that slows to less than this share of its first-half pace is filling up (a cache
 # warming, a bounded structure turning over), not leaking.

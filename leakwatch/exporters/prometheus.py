@@ -2,7 +2,7 @@
 
 It reads the immutable report at scrape time; the sampler thread never sets a gauge, so a
 scrape never waits for a census and never sees half a tick. Every metric it can produce is
-listed once, in `METRICS`; the README's metric table is checked against it by a test.
+listed once, in `METRICS`; the reference page docs/reference/metrics.md is generated from it.
 
 Cardinality is bounded whatever the heap holds: at most `max_suspect_series` suspects get
 labelled series (the rest are counted in `leakwatch_suspects_omitted`), at most `top_k` types

@@ -7,7 +7,7 @@ made-up series sampled every 5 s: unbounded random walks (steps of sd 30 objects
 mean-reverting ones (Ornstein-Uhlenbeck, 500 s correlation time, steps of sd 60), and steady
 leaks of 1, 3 and 10 objects a second. Prints how many series of each were named within the
 time, and when the leaks were named, for today's defaults and for the earlier ones (warm-up
-60 s, window 300 s, a whole-window hold): the trade the README's "How detection works" states.
+60 s, window 300 s, a whole-window hold): the trade docs/detection.md states.
 """
 
 from __future__ import annotations
