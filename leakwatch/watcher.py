@@ -26,6 +26,7 @@ from leakwatch import detector
 from leakwatch.config import Config
 from leakwatch.costs import CostMeter
 from leakwatch.errors import LeakwatchError
+from leakwatch.exporters.log import log_changes
 from leakwatch.files import TMP_SUFFIX, write_atomically
 from leakwatch.governor import Governor
 from leakwatch.history import History
@@ -475,7 +476,8 @@ class Watcher:
         self._verdict = new
         threaded = threading.current_thread() is self._thread
         self._tracing.steer(self._unexplained(new), new, self._params.window, sample.t, threaded)
-        self._log_changes(verdict.suspects, new.suspects)
+        if self.config.log_suspects:
+            log_changes(verdict.suspects, new.suspects)
         report = Report(
             time=sample.t + self._epoch,
             samples=self._sampler.samples,
@@ -555,18 +557,6 @@ class Watcher:
         """The triggers a tracing window could still explain: growth outside any type, and
         growing types whose sites are not known yet."""
         return [k for k in verdict.triggers if not (k.kind == "type" and k.key in self._type_sites)]
-
-    def _log_changes(self, before: tuple[Suspect, ...], after: tuple[Suspect, ...]) -> None:
-        if not self.config.log_suspects:
-            return
-        old = {s.id for s in before}
-        new = {s.id for s in after}
-        for s in after:
-            if s.id not in old:
-                logger.warning("leakwatch: suspected leak: %s", s.describe())
-        for s in before:
-            if s.id not in new:
-                logger.info("leakwatch: no longer growing: %s %s", s.kind, s.key)
 
     # --- referrer graphs ------------------------------------------------------------------------
 

@@ -63,7 +63,7 @@ def test_module_level_start_returns_the_running_watcher_and_warns_on_other_optio
     try:
         first = leakwatch.start(**FAST)
         assert leakwatch.start(**FAST) is first
-        with caplog.at_level(logging.WARNING, logger="leakwatch.watcher"):
+        with caplog.at_level(logging.WARNING, logger="leakwatch.api"):
             assert leakwatch.start(**{**FAST, "interval": 0.1}) is first
         assert "already running" in caplog.text
         wait_for(lambda: first.report().samples >= 2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -10,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from leakwatch.config import Config
 from leakwatch.costs import CostMeter
+from leakwatch.exporters.log import log_changes
 from leakwatch.exporters.prometheus import (
     MASTER_ONLY,
     MAX_LABEL_LENGTH,
@@ -220,3 +222,18 @@ def test_series_and_bytes_bounds_hold_in_the_worst_case():
 
 def families_named(text: str) -> dict[str, list]:
     return {f.name: f.samples for f in text_string_to_metric_families(text)}
+
+
+def test_the_log_exporter_warns_once_per_new_suspect_and_tells_when_one_clears(caplog):
+    first = Suspect(kind="type", key="app.Session", unit="objects", current=10, growth_per_second=1, since=0, confidence=0.99)
+    second = dataclasses.replace(first, key="app.Token", id="")
+    with caplog.at_level(logging.INFO, logger="leakwatch.exporters.log"):
+        log_changes((), (first,))
+        log_changes((first,), (first, second))
+        log_changes((first, second), (second,))
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert lines == [
+        ("WARNING", f"leakwatch: suspected leak: {first.describe()}"),
+        ("WARNING", f"leakwatch: suspected leak: {second.describe()}"),
+        ("INFO", "leakwatch: no longer growing: type app.Session"),
+    ]
