@@ -42,6 +42,12 @@ class Sampler:
         self.runs: Counter[str] = Counter()
         self.samples = 0
 
+    def forget(self) -> None:
+        """Start the counts afresh (in a forked child, a new process)."""
+        self.samples = 0
+        self.errors.clear()
+        self.runs.clear()
+
     def sample(self, attribute: Collection[str] = (), own: Mapping[str, int] | None = None) -> Sample:
         """One sample; `attribute` names types whose allocation sites to look up while tracing;
         `own` counts leakwatch's own objects by type, for the census to leave out."""

@@ -88,28 +88,10 @@ class Watcher:
         self._clock = clock
         self._epoch = time.time() - clock()
         self._sampler = Sampler(self.config, clock)
-        self._history = History(max_series=self.config.max_series, points=self.config.history_points)
-        self._verdict = detector.Verdict()
-        self._params = detector.Params(
-            window=self.config.window,
-            warmup=self.config.warmup,
-            significance=self.config.significance,
-            min_growth_objects=self.config.min_growth_objects,
-            min_growth_bytes=self.config.min_growth_bytes,
-            trace_window=self.config.trace_window,
-            can_trace=self.config.tracemalloc != "off",
-            epoch=self._epoch,
-        )
-        # Sites of growing types not yet suspects, and when each was last a candidate.
-        self._type_sites: dict[str, tuple[tuple[str, ...], float]] = {}
         self._next_tick_at = 0.0
-        self._costs = CostMeter()
-        self._governor = Governor(self.config, clock())
-        self._tracing = TraceScheduler(self.config, self._sampler.sites, self._governor, self._history)
-        self._report = Report(tracing=self._tracing.state)
         self._objects = 0  # counted by the latest census
-        self._tick_errors = 0
         self._unbilled_cpu = 0.0  # CPU of writing the report file, counted with the next tick
+        self._start_afresh()
         self._tick_lock = threading.Lock()
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
@@ -124,6 +106,32 @@ class Watcher:
         self._stranded: tuple[int, int] = (0, 0)
         self._stranded_next = 0.0
         self._register_fork_hook()
+
+    def _start_afresh(self, slowdown: float = 0.0) -> None:
+        """The state a verdict rests on, new (at birth, and in a forked child: a new process
+        has its own warm-up, history and verdict). `slowdown` is tracing's measured cost."""
+        config = self.config
+        self._history = History(max_series=config.max_series, points=config.history_points)
+        self._verdict = detector.Verdict()
+        self._params = detector.Params(
+            window=config.window,
+            warmup=config.warmup,
+            significance=config.significance,
+            min_growth_objects=config.min_growth_objects,
+            min_growth_bytes=config.min_growth_bytes,
+            trace_window=config.trace_window,
+            can_trace=config.tracemalloc != "off",
+            epoch=self._epoch,
+        )
+        # Sites of growing types not yet suspects, and when each was last a candidate.
+        self._type_sites: dict[str, tuple[tuple[str, ...], float]] = {}
+        self._sampler.forget()
+        self._costs = CostMeter()
+        self._governor = Governor(config, self._clock())
+        self._governor.slowdown = slowdown
+        self._tracing = TraceScheduler(config, self._sampler.sites, self._governor, self._history)
+        self._report = Report(tracing=self._tracing.state)
+        self._tick_errors = 0
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -399,20 +407,7 @@ class Watcher:
             # The parent keeps serving on its socket; the child closes its copy.
             self._server.abandon()
             self._server = None
-        # The child is a new process: its warm-up, history and verdict start afresh.
-        self._history = History(max_series=self.config.max_series, points=self.config.history_points)
-        self._verdict = detector.Verdict()
-        self._type_sites = {}
-        self._sampler.samples = 0
-        self._sampler.errors.clear()
-        self._sampler.runs.clear()
-        self._costs = CostMeter()
-        slowdown = self._governor.slowdown
-        self._governor = Governor(self.config, self._clock())
-        self._governor.slowdown = slowdown
-        self._tracing = TraceScheduler(self.config, self._sampler.sites, self._governor, self._history)
-        self._report = Report(tracing=self._tracing.state)
-        self._tick_errors = 0
+        self._start_afresh(self._governor.slowdown)
         if was_running:
             thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
             try:
