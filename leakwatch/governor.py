@@ -42,7 +42,7 @@ import logging
 
 from leakwatch.config import Config
 from leakwatch.costs import Budget
-from leakwatch.detector import MIN_POINTS
+from leakwatch.trend import MIN_POINTS
 
 logger = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ from leakwatch.governor import SHORTEST_WINDOW, Governor
 from leakwatch.history import History
 from leakwatch.model import SeriesKey
 from leakwatch.probes.sites import SiteProbe, measure_slowdown
+from leakwatch.trend import MIN_POINTS
 
 # Kinds and keys that describe one tracing window and start from zero with the next.
 WINDOW_KINDS = ("site", "site_blocks")
@@ -33,7 +34,7 @@ WINDOW_PROCESS_KEYS = ("traced", "trace_overhead")
 # After a tracing window, wait this many window lengths before the next (at most 1/3 duty).
 TRACE_COOLDOWN = 2.0
 # Samples a whole tracing window takes at least (the detector judges sites on 8 of them).
-WINDOW_SAMPLES = detector.MIN_POINTS + 2
+WINDOW_SAMPLES = MIN_POINTS + 2
 # Slack for a timer that fires a little early.
 EARLY = 0.005
 

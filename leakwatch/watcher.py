@@ -36,6 +36,7 @@ from leakwatch.prefork.slots import WorkerReport
 from leakwatch.probes.process import run_and_wait_seconds
 from leakwatch.sampler import Sampler
 from leakwatch.tracing import TraceScheduler
+from leakwatch.trend import binned
 
 if TYPE_CHECKING:  # imported when used: most processes never serve, and import time is the host's
     from leakwatch import refgraph
@@ -544,7 +545,7 @@ class Watcher:
             series = self._history.get(s.kind, s.key)
             if series is None or not len(series):
                 continue
-            t, _, hi = detector.binned(series, 0, TREND_POINTS)
+            t, _, hi = binned(series, 0, TREND_POINTS)
             out[s.id] = tuple((round(x + self._epoch, 3), y) for x, y in zip(t, hi, strict=True))
         return out
 

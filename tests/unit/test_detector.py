@@ -8,9 +8,10 @@ import random
 
 import pytest
 
-from leakwatch.detector import CONFIRM, Params, assess, mann_kendall, theil_sen, time_to_verdict
+from leakwatch.detector import CONFIRM, Params, time_to_verdict
 from leakwatch.model import SeriesKey
 from leakwatch.testing import simulate
+from leakwatch.trend import assess, mann_kendall, theil_sen
 
 PARAMS = Params(window=60.0, warmup=10.0, significance=0.01, min_growth_objects=100, min_growth_bytes=1024**2, can_trace=False)
 TYPE = ("type", "app.Thing")
