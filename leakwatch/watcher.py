@@ -17,7 +17,6 @@ import logging
 import os
 import threading
 import time
-import tracemalloc
 import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -27,7 +26,7 @@ from leakwatch.config import Config
 from leakwatch.costs import CostMeter
 from leakwatch.errors import LeakwatchError
 from leakwatch.exporters.log import log_changes
-from leakwatch.files import TMP_SUFFIX, write_atomically
+from leakwatch.files import write_atomically
 from leakwatch.governor import Governor
 from leakwatch.history import History
 from leakwatch.model import Report, Sample, SeriesKey, Suspect
@@ -41,18 +40,12 @@ from leakwatch.trend import binned
 if TYPE_CHECKING:  # imported when used: most processes never serve, and import time is the host's
     from leakwatch import refgraph
     from leakwatch.exporters.prometheus import LeakwatchCollector
+    from leakwatch.graphdir import GraphDir
     from leakwatch.server.standalone import MetricsServer
 
 logger = logging.getLogger(__name__)
 
 THREAD_NAME = "leakwatch"
-# Graphs drawn into Config.graph_dir: the request file's name, and how many files are kept.
-GRAPH_REQUEST_FILE = "graph-request"
-MAX_GRAPH_FILES = 40  # 20 graphs, a .json and a .dot each
-GRAPHS_PER_TICK = 3
-# A request file is taken once it has not changed for this long: `echo id > graph-request`
-# creates the file before it writes the id, and an empty request means every type suspect.
-GRAPH_REQUEST_SETTLE_SECONDS = 0.2
 # Points of each suspect's chart on the report (and the HTML page).
 TREND_POINTS = 32
 # Census kinds whose largest entries each report carries (Config.top_k of them).
@@ -101,7 +94,7 @@ class Watcher:
         self._registry = registry
         self._collector: LeakwatchCollector | None = None
         self._server: MetricsServer | None = None
-        self._graphed: set[str] = set()  # suspects already drawn into graph_dir
+        self._graph_dir: GraphDir | None = None  # made on the first tick with graph_dir set
         self._prefork = Membership(self.config)
         # Growing tasks: (stranded, sampled) of the last check that decided any, and when to check next.
         self._stranded: tuple[int, int] = (0, 0)
@@ -323,53 +316,13 @@ class Watcher:
             logger.warning("leakwatch: a sampling tick failed; the next one will run", exc_info=self._tick_errors == 1)
         if self.config.graph_dir:
             try:
-                self._draw_requested_graphs()
+                if self._graph_dir is None:
+                    from leakwatch.graphdir import GraphDir
+
+                    self._graph_dir = GraphDir(self.config)
+                self._graph_dir.serve(self._report.suspects, self._find_holders)
             except Exception:
                 logger.warning("leakwatch: drawing a graph into %s failed", self.config.graph_dir, exc_info=True)
-
-    def _draw_requested_graphs(self) -> None:
-        """Graphs for processes that serve no HTTP: on a request file, and for new type suspects."""
-        directory = self.config.graph_dir.replace("{pid}", str(os.getpid()))
-        request = os.path.join(directory, GRAPH_REQUEST_FILE)
-        targets: list[str] = []
-        taken = f"{request}.{os.getpid()}"
-        try:
-            # A file still being written waits for a later tick.
-            taking = abs(time.time() - os.stat(request).st_mtime) >= GRAPH_REQUEST_SETTLE_SECONDS
-            if taking:
-                os.rename(request, taken)  # one process takes a request, even with several watching
-        except OSError:
-            taking = False
-        if taking:
-            with open(taken, encoding="utf-8", errors="replace") as f:
-                wanted = f.read(300).strip()
-            os.unlink(taken)
-            type_suspects = [s.id for s in self._report.suspects if s.kind == "type"]
-            targets.extend([wanted] if wanted else type_suspects)
-        if self.config.graph_on_suspect:
-            # A site's objects are known by their allocation traceback: draw it while traced.
-            traced = tracemalloc.is_tracing()
-            for s in self._report.suspects:
-                if s.id not in self._graphed and (s.kind == "type" or (s.kind == "site" and traced)):
-                    self._graphed.add(s.id)
-                    targets.append(s.id)
-                    break  # at most one automatic graph a tick
-        for target in targets[:GRAPHS_PER_TICK]:
-            self._write_graph(directory, target)
-
-    def _write_graph(self, directory: str, target: str) -> None:
-        from leakwatch import refgraph
-
-        try:
-            found = self._find_holders(target)
-        except LeakwatchError as e:
-            logger.warning("leakwatch: no graph for %r: %s", target[:80], e)
-            return
-        stem = os.path.join(directory, f"graph-{os.getpid()}-{_file_safe(target)}")
-        for ext, text in ((".json", json.dumps(found.to_dict(), indent=2)), (".dot", refgraph.to_dot(found))):
-            write_atomically(stem + ext, text)
-        logger.info("leakwatch: wrote the graph of %s to %s.json and .dot", target[:80], stem)
-        _keep_newest(directory, "graph-", MAX_GRAPH_FILES)
 
     # --- fork safety ----------------------------------------------------------------------------
 
@@ -622,24 +575,6 @@ class Watcher:
             write_atomically(path, json.dumps((report or self._report).to_dict()))
         except OSError as e:
             logger.warning("leakwatch: could not write the report to %s: %s", path, e)
-
-
-def _file_safe(target: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in target)[:100]
-
-
-def _keep_newest(directory: str, prefix: str, keep: int) -> None:
-    """Delete all but the newest `keep` files whose names start with `prefix`."""
-    entries = []
-    with os.scandir(directory) as it:
-        for entry in it:
-            if entry.name.startswith(prefix) and not entry.name.endswith(TMP_SUFFIX) and entry.is_file():
-                entries.append((entry.stat().st_mtime, entry.path))
-    for _, path in sorted(entries, reverse=True)[keep:]:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
 
 
 def _largest(values: Mapping[str, float], k: int) -> tuple[tuple[str, float], ...]:

@@ -1,0 +1,109 @@
+"""Referrer graphs for processes that serve no HTTP, through the `graph_dir` option.
+
+Each tick, the watcher asks `GraphDir.serve` to draw:
+- the target named in a request file, `<graph_dir>/graph-request` (`echo <suspect id, type or
+  site> > graph-request`; an empty request means every type suspect), taken once it has not
+  changed for `REQUEST_SETTLE_SECONDS` and renamed first so that one process takes it even when
+  several watch one directory;
+- with `graph_on_suspect`, each new suspect once (a type at once; a site while it is traced,
+  since its objects are known by their allocation traceback).
+
+Each graph is written as `graph-<pid>-<target>.json` and `.dot`, whole (`files.write_atomically`);
+the newest `MAX_GRAPH_FILES` such files are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+
+from leakwatch.config import Config
+from leakwatch.errors import LeakwatchError
+from leakwatch.files import TMP_SUFFIX, write_atomically
+from leakwatch.model import Suspect
+from leakwatch.refgraph import Graph, to_dot
+
+logger = logging.getLogger(__name__)
+
+REQUEST_FILE = "graph-request"
+MAX_GRAPH_FILES = 40  # 20 graphs, a .json and a .dot each
+GRAPHS_PER_TICK = 3
+# `echo id > graph-request` creates the file before it writes the id.
+REQUEST_SETTLE_SECONDS = 0.2
+MAX_REQUEST_BYTES = 300
+
+FindHolders = Callable[[str], Graph]
+
+
+class GraphDir:
+    """Draws requested and new suspects' graphs into `config.graph_dir` ({pid} expanded)."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._graphed: set[str] = set()  # suspects already drawn
+
+    def serve(self, suspects: Sequence[Suspect], find_holders: FindHolders) -> None:
+        """Draw what is asked for now; `find_holders(target)` searches the heap (or raises
+        `LeakwatchError` for a target it cannot follow, logged)."""
+        directory = self._config.graph_dir.replace("{pid}", str(os.getpid()))
+        targets = self._requested(directory, suspects)
+        if self._config.graph_on_suspect:
+            traced = tracemalloc.is_tracing()
+            for s in suspects:
+                if s.id not in self._graphed and (s.kind == "type" or (s.kind == "site" and traced)):
+                    self._graphed.add(s.id)
+                    targets.append(s.id)
+                    break  # at most one automatic graph a tick
+        for target in targets[:GRAPHS_PER_TICK]:
+            self._write(directory, target, find_holders)
+
+    @staticmethod
+    def _requested(directory: str, suspects: Sequence[Suspect]) -> list[str]:
+        request = os.path.join(directory, REQUEST_FILE)
+        taken = f"{request}.{os.getpid()}"
+        try:
+            # A file still being written waits for a later tick.
+            if abs(time.time() - os.stat(request).st_mtime) < REQUEST_SETTLE_SECONDS:
+                return []
+            os.rename(request, taken)  # one process takes a request, even with several watching
+        except OSError:
+            return []
+        with open(taken, encoding="utf-8", errors="replace") as f:
+            wanted = f.read(MAX_REQUEST_BYTES).strip()
+        os.unlink(taken)
+        return [wanted] if wanted else [s.id for s in suspects if s.kind == "type"]
+
+    @staticmethod
+    def _write(directory: str, target: str, find_holders: FindHolders) -> None:
+        try:
+            found = find_holders(target)
+        except LeakwatchError as e:
+            logger.warning("leakwatch: no graph for %r: %s", target[:80], e)
+            return
+        stem = os.path.join(directory, f"graph-{os.getpid()}-{_file_safe(target)}")
+        for ext, text in ((".json", json.dumps(found.to_dict(), indent=2)), (".dot", to_dot(found))):
+            write_atomically(stem + ext, text)
+        logger.info("leakwatch: wrote the graph of %s to %s.json and .dot", target[:80], stem)
+        _keep_newest(directory, "graph-", MAX_GRAPH_FILES)
+
+
+def _file_safe(target: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in target)[:100]
+
+
+def _keep_newest(directory: str, prefix: str, keep: int) -> None:
+    """Delete all but the newest `keep` files whose names start with `prefix`."""
+    entries = []
+    with os.scandir(directory) as it:
+        for entry in it:
+            if entry.name.startswith(prefix) and not entry.name.endswith(TMP_SUFFIX) and entry.is_file():
+                entries.append((entry.stat().st_mtime, entry.path))
+    for _, path in sorted(entries, reverse=True)[keep:]:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass

@@ -1,0 +1,84 @@
+"""Graphs through graph_dir for processes that serve no HTTP: the request file, graphs of new
+suspects, and the files kept; the heap search is replaced by a recorder of what was asked."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+from leakwatch.config import Config
+from leakwatch.errors import LeakwatchError
+from leakwatch.graphdir import MAX_GRAPH_FILES, REQUEST_FILE, REQUEST_SETTLE_SECONDS, GraphDir
+from leakwatch.model import Suspect
+from leakwatch.refgraph import Graph
+
+TYPE = Suspect(kind="type", key="app.Session", unit="objects", current=10, growth_per_second=1, since=0, confidence=0.99)
+OTHER = Suspect(kind="type", key="app.Token", unit="objects", current=10, growth_per_second=1, since=0, confidence=0.99)
+SITE = Suspect(kind="site", key="app/x.py:3", unit="bytes", current=10, growth_per_second=1, since=0, confidence=0.99)
+
+
+class Finder:
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def __call__(self, target: str) -> Graph:
+        self.asked.append(target)
+        if target == "not a type!":
+            raise LeakwatchError("'not a type!' names no type or site")
+        return Graph(target=target, instances=3, sampled=3, paths=(), passes=1, seconds=0.01, complete=True)
+
+
+def request(directory: str, text: str) -> None:
+    path = os.path.join(directory, REQUEST_FILE)
+    with open(path, "w") as f:
+        f.write(text)
+    old = os.stat(path).st_mtime - 2 * REQUEST_SETTLE_SECONDS
+    os.utime(path, (old, old))
+
+
+def test_a_request_is_taken_once_settled_and_its_graph_written_whole(tmp_path):
+    graphs = GraphDir(Config.from_options(env={}, graph_dir=str(tmp_path)))
+    find = Finder()
+    (tmp_path / REQUEST_FILE).write_text("app.Session")  # just written: it may still be growing
+    graphs.serve((TYPE,), find)
+    assert find.asked == [] and (tmp_path / REQUEST_FILE).exists()
+    request(str(tmp_path), "app.Session\n")
+    graphs.serve((TYPE,), find)
+    assert find.asked == ["app.Session"] and not (tmp_path / REQUEST_FILE).exists()
+    stem = tmp_path / f"graph-{os.getpid()}-app.Session"
+    assert json.loads(stem.with_suffix(".Session.json").read_text())["target"] == "app.Session"
+    assert (tmp_path / f"graph-{os.getpid()}-app.Session.dot").read_text().startswith("digraph")
+
+
+def test_an_empty_request_draws_every_type_suspect_and_a_bad_one_is_logged(tmp_path, caplog):
+    graphs = GraphDir(Config.from_options(env={}, graph_dir=str(tmp_path)))
+    find = Finder()
+    request(str(tmp_path), "")
+    graphs.serve((TYPE, SITE, OTHER), find)
+    assert find.asked == [TYPE.id, OTHER.id], "by suspect id"
+    request(str(tmp_path), "not a type!")
+    with caplog.at_level(logging.WARNING, logger="leakwatch.graphdir"):
+        graphs.serve((TYPE,), find)
+    assert "no graph for 'not a type!'" in caplog.text
+
+
+def test_each_new_type_suspect_is_drawn_once_when_asked_to(tmp_path):
+    graphs = GraphDir(Config.from_options(env={}, graph_dir=str(tmp_path), graph_on_suspect=True))
+    find = Finder()
+    for _ in range(3):
+        graphs.serve((SITE, TYPE, OTHER), find)  # a site is drawn only while traced
+    assert find.asked == [TYPE.id, OTHER.id], "one a tick, each once"
+
+
+def test_only_the_newest_graph_files_are_kept(tmp_path):
+    graphs = GraphDir(Config.from_options(env={}, graph_dir=str(tmp_path)))
+    for i in range(MAX_GRAPH_FILES // 2 + 5):
+        request(str(tmp_path), f"app.T{i}")
+        graphs.serve((), Finder())
+        for name in os.listdir(tmp_path):  # distinct times, oldest first
+            if name.startswith(f"graph-{os.getpid()}-app.T{i}."):
+                os.utime(tmp_path / name, (1000 + i, 1000 + i))
+    names = sorted(os.listdir(tmp_path))
+    assert len(names) == MAX_GRAPH_FILES
+    assert f"graph-{os.getpid()}-app.T0.json" not in names and f"graph-{os.getpid()}-app.T24.json" in names
