@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from leakwatch.history import History, Series
-from leakwatch.model import SeriesKey, Suspect, unit_of
+from leakwatch.model import Sample, SeriesKey, Suspect, unit_of
 from leakwatch.trend import MIN_POINTS, Trend, assess, binned, past_floor, still_growing, subsample, theil_sen
 
 PROCESS_SUSPECT_KEY = "rss"
@@ -169,6 +169,32 @@ def memory_growth(history: History, now: float, window: float) -> float | None:
     """The process's RSS growth (Theil-Sen, bytes per second) over the last `window` seconds;
     None with too few points. What the time left until a memory limit is projected from."""
     return _slope_between(history.get("process", "rss"), now - window, now)
+
+
+def process_values(history: History, sample: Sample, window: float) -> dict[str, float]:
+    """The sample's process memory, and, under a memory limit, how fast RSS grows
+    (`rss_growth`, bytes per second over the last `window`)."""
+    values = dict(sample.values.get("process", {}))
+    if sample.memory_limit > 0:
+        growth = memory_growth(history, sample.t, window)
+        if growth is not None:
+            values["rss_growth"] = growth
+    return values
+
+
+def trends(
+    history: History, suspects: Sequence[Suspect], points: int, epoch: float
+) -> dict[str, tuple[tuple[float, float], ...]]:
+    """Each suspect's history in at most `points` equal-time steps, for charts: (wall-clock
+    time, the step's highest value), by suspect id."""
+    out: dict[str, tuple[tuple[float, float], ...]] = {}
+    for s in suspects:
+        series = history.get(s.kind, s.key)
+        if series is None or not len(series):
+            continue
+        t, _, hi = binned(series, 0, points)
+        out[s.id] = tuple((round(x + epoch, 3), y) for x, y in zip(t, hi, strict=True))
+    return out
 
 
 def rss_explained(history: History, p: Params, python_growing: bool) -> bool | None:

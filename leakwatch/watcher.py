@@ -29,13 +29,12 @@ from leakwatch.exporters.log import log_changes
 from leakwatch.files import write_atomically
 from leakwatch.governor import Governor
 from leakwatch.history import History
-from leakwatch.model import Report, Sample, SeriesKey, Suspect
+from leakwatch.model import Report, SeriesKey, Suspect
 from leakwatch.prefork.member import Membership
 from leakwatch.prefork.slots import WorkerReport
 from leakwatch.probes.process import run_and_wait_seconds
 from leakwatch.sampler import Sampler
 from leakwatch.tracing import TraceScheduler
-from leakwatch.trend import binned
 
 if TYPE_CHECKING:  # imported when used: most processes never serve, and import time is the host's
     from leakwatch import refgraph
@@ -439,23 +438,14 @@ class Watcher:
             history_bytes=self._history.nbytes(),
             top={kind: _largest(sample.values.get(kind, {}), self.config.top_k) for kind in TOP_KINDS},
             types=len(sample.values.get("type", ())),
-            process=self._process_values(sample),
+            process=detector.process_values(self._history, sample, self._params.window),
             memory_limit=sample.memory_limit,
             costs=self._report.costs,
-            trends=self._trends(new.suspects),
+            trends=detector.trends(self._history, new.suspects[: self.config.max_suspect_series], TREND_POINTS, self._epoch),
             watched=sample.t - (self._history.start if self._history.start is not None else sample.t),
             verdict_after=detector.time_to_verdict(self._params, self._governor.interval),
         )
         return report
-
-    def _process_values(self, sample: Sample) -> dict[str, float]:
-        """The sample's process memory, and, under a memory limit, how fast RSS grows."""
-        values = dict(sample.values.get("process", {}))
-        if sample.memory_limit > 0:
-            growth = detector.memory_growth(self._history, sample.t, self._params.window)
-            if growth is not None:
-                values["rss_growth"] = growth
-        return values
 
     def _with_task_verdict(self, suspects: tuple[Suspect, ...], now: float) -> tuple[Suspect, ...]:
         """Growing asyncio tasks get a detail saying whether they wait on futures nothing can
@@ -490,17 +480,6 @@ class Watcher:
         else:
             detail = f"the {sampled} sampled pending tasks wait on futures something holds: a backlog, not stranded"
         return tuple(dataclasses.replace(s, detail=detail) if s in tasks else s for s in suspects)
-
-    def _trends(self, suspects: tuple[Suspect, ...]) -> dict[str, tuple[tuple[float, float], ...]]:
-        """Each suspect's history in at most `TREND_POINTS` equal-time steps, for charts."""
-        out: dict[str, tuple[tuple[float, float], ...]] = {}
-        for s in suspects[: self.config.max_suspect_series]:
-            series = self._history.get(s.kind, s.key)
-            if series is None or not len(series):
-                continue
-            t, _, hi = binned(series, 0, TREND_POINTS)
-            out[s.id] = tuple((round(x + self._epoch, 3), y) for x, y in zip(t, hi, strict=True))
-        return out
 
     def _unexplained(self, verdict: detector.Verdict) -> list[SeriesKey]:
         """The triggers a tracing window could still explain: growth outside any type, and

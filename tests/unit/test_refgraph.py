@@ -7,9 +7,11 @@ import ast
 import asyncio
 import ctypes
 import gc
+import importlib
 import json
 import logging
 import os
+import pkgutil
 import shutil
 import subprocess
 import sys
@@ -26,6 +28,8 @@ import leakwatch
 from leakwatch import refgraph
 from leakwatch.model import Suspect
 from leakwatch.refgraph import find_paths, safe_key, scrubbed_repr, stranded_tasks, to_dot
+from leakwatch.refgraph.roots import is_own_frame
+from leakwatch.refgraph.search import Search
 
 SECRET = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
 
@@ -305,7 +309,7 @@ def test_a_holder_let_go_of_during_the_search_leaves_the_other_path(module, monk
     module._sessions = [session]
     request = types.SimpleNamespace(held=[session])
     del session
-    level = refgraph._Search._level
+    level = Search._level
     walks = []
 
     def application_runs_between_walks(self, *args):
@@ -313,11 +317,48 @@ def test_a_holder_let_go_of_during_the_search_leaves_the_other_path(module, monk
         walks.append(1)
         request.held = None
 
-    monkeypatch.setattr(refgraph._Search, "_level", application_runs_between_walks)
+    monkeypatch.setattr(Search, "_level", application_runs_between_walks)
     graph = find_paths(f"{module.__name__}.Session")
 
     assert len(walks) >= 2 and graph.released == 0
     assert [(p.root, p.edges[:1]) for p in graph.paths] == [("module", ("._sessions",))]
+
+
+def test_the_caller_of_a_search_holds_nothing_and_its_caller_does(module):
+    # The search's own frames (find_paths, Search.run, what they call: every module of
+    # leakwatch.refgraph) and the frame that called it (the graph request) are not holders;
+    # the request's caller is the application, and its locals are.
+    Session = leaky_class(module)
+
+    def ask():
+        request = Session()  # noqa: F841 - the graph request's own local
+        return find_paths(f"{module.__name__}.Session")
+
+    def handler():
+        session = Session()  # noqa: F841 - held by the application's frame
+        return ask()
+
+    graph = handler()
+    held = [(p.root_name, p.edges[:1]) for p in graph.paths if p.root == "thread"]
+    assert held == [(f"{threading.current_thread().name} in handler", ("local session",))]
+    assert not any(" in ask" in p.describe() or "refgraph" in p.describe() for p in graph.paths)
+
+
+def _frame_here() -> types.FrameType:
+    import sys  # run with another module's globals, which need not hold sys
+
+    return sys._getframe()
+
+
+def test_own_frames_are_those_of_every_module_of_the_package():
+    own = [info.name for info in pkgutil.iter_modules(refgraph.__path__)]
+    assert {"search", "roots", "tasks", "instances", "edges"} <= set(own)
+    for name in ["", *own]:
+        module = importlib.import_module(f"{refgraph.__name__}.{name}".rstrip("."))
+        assert is_own_frame(types.FunctionType(_frame_here.__code__, vars(module))()), module.__name__
+    assert not is_own_frame(_frame_here())
+    # A name alone is not enough: the globals must be the module's own.
+    assert not is_own_frame(types.FunctionType(_frame_here.__code__, {"__name__": "leakwatch.refgraph.search"})())
 
 
 def test_untracked_bytes_are_found_among_what_tracked_objects_hold(module):
