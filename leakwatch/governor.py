@@ -102,7 +102,7 @@ class Governor:
         self._traced_seconds = 0.0
         self._deferred = 0
         self._waiting = False  # a window is wanted and not yet affordable
-        self._direction = 0  # the way the interval last moved: +1 stretched, -1 shortened
+        self._stretched = False  # the interval is past the interval option
         self._ticks = 0
         self._said_ceiling = False
         self._said_deferred = False
@@ -156,13 +156,17 @@ class Governor:
             wanted > self.config.interval and self.interval / STRETCH_DOWN <= wanted <= self.interval * STRETCH_UP
         ):
             return False  # (a pace back at the interval option is taken at once)
-        direction = 1 if wanted > self.interval else -1
         self.interval = wanted
         if not self.config.given("window"):
             self.window = max(self.config.window, WINDOW_TICKS * self.interval)
-        if direction != self._direction:
-            self._direction = direction
-            logger.info(
+        # Leaving the option's pace and coming back to it are news; the moves between follow
+        # the noise of CPU clocks and are logged at debug level.
+        stretched = self.interval > self.config.interval
+        level = logging.INFO if stretched != self._stretched else logging.DEBUG
+        self._stretched = stretched
+        if logger.isEnabledFor(level):
+            logger.log(
+                level,
                 "leakwatch: a sample of %s objects costs %.0f ms of CPU; to keep within cpu_budget %g%%%s "
                 "the interval is now %.1f s (default %.1f s) and the window %.0f s (default %.0f s)",
                 f"{objects:,}",

@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # imported when used: most processes never serve, and import 
     from leakwatch import refgraph
     from leakwatch.exporters.prometheus import LeakwatchCollector
     from leakwatch.graphdir import GraphDir
+    from leakwatch.refgraph.tasks import TaskCheck
     from leakwatch.server.standalone import MetricsServer
 
 logger = logging.getLogger(__name__)
@@ -95,9 +96,7 @@ class Watcher:
         self._server: MetricsServer | None = None
         self._graph_dir: GraphDir | None = None  # made on the first tick with graph_dir set
         self._prefork = Membership(self.config)
-        # Growing tasks: (stranded, sampled) of the last check that decided any, and when to check next.
-        self._stranded: tuple[int, int] = (0, 0)
-        self._stranded_next = 0.0
+        self._task_check: TaskCheck | None = None  # while asyncio tasks grow
         self._register_fork_hook()
 
     def _start_afresh(self, slowdown: float = 0.0) -> None:
@@ -448,38 +447,16 @@ class Watcher:
         return report
 
     def _with_task_verdict(self, suspects: tuple[Suspect, ...], now: float) -> tuple[Suspect, ...]:
-        """Growing asyncio tasks get a detail saying whether they wait on futures nothing can
-        set (stranded: a leak) or on ones something holds (a backlog). Checked at most once a
-        window, and only while tasks are a suspect: it walks the heap a few times."""
+        """Growing asyncio tasks, stranded or a backlog (see `refgraph.tasks.TaskCheck`)."""
         tasks = [s for s in suspects if s.kind == "type" and s.key in TASK_TYPES]
         if not tasks:
-            self._stranded, self._stranded_next = (0, 0), 0.0
+            self._task_check = None
             return suspects
-        if now >= self._stranded_next:
-            from leakwatch import refgraph
+        if self._task_check is None:
+            from leakwatch.refgraph.tasks import TaskCheck
 
-            try:
-                found = refgraph.stranded_tasks(budget_seconds=min(self.config.graph_budget, 2.0))
-            except Exception:  # a heap the search cannot read: say nothing rather than fail the tick
-                logger.debug("leakwatch: the stranded-task check failed", exc_info=True)
-                found = (0, 0)
-            # A check that decided nothing (out of time, or every task woken or finished at that
-            # moment, as when asyncio.run cancels them all at exit) keeps the last verdict and is
-            # retried sooner.
-            if found[1]:
-                self._stranded = found
-            self._stranded_next = now + self._params.window / (1 if found[1] else 4)
-        stranded, sampled = self._stranded
-        if not sampled:
-            return suspects
-        if stranded:
-            detail = (
-                f"{stranded} of {sampled} sampled pending tasks wait on a future nothing outside them holds: "
-                "they can never be woken, only cancelled"
-            )
-        else:
-            detail = f"the {sampled} sampled pending tasks wait on futures something holds: a backlog, not stranded"
-        return tuple(dataclasses.replace(s, detail=detail) if s in tasks else s for s in suspects)
+            self._task_check = TaskCheck(budget_seconds=min(self.config.graph_budget, 2.0))
+        return self._task_check.annotate(suspects, tasks, now, self._params.window)
 
     def _unexplained(self, verdict: detector.Verdict) -> list[SeriesKey]:
         """The triggers a tracing window could still explain: growth outside any type, and

@@ -3,15 +3,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import sys
 import threading
 import time
+from collections.abc import Collection
 from itertools import compress
 from typing import Any
 
+from leakwatch.model import Suspect
 from leakwatch.probes.census import live_objects
 from leakwatch.refgraph.instances import spread
 from leakwatch.refgraph.search import Search
+
+logger = logging.getLogger(__name__)
 
 STRANDED_SAMPLES = 8
 STRANDED_DEPTH = 16
@@ -155,3 +161,45 @@ def _owned_by(task: object) -> set[int]:
             owned.add(id(frame))
         step = getattr(step, "cr_await", None) or getattr(step, "gi_yieldfrom", None) or getattr(step, "ag_await", None)
     return owned
+
+
+class TaskCheck:
+    """The stranded-task verdict on growing asyncio tasks, kept between ticks.
+
+    Growing tasks get a detail saying whether they wait on futures nothing can set (stranded:
+    a leak) or on ones something holds (a backlog). Checked at most once a window, and only
+    while tasks are a suspect: it walks the heap a few times.
+    """
+
+    def __init__(self, budget_seconds: float) -> None:
+        self._budget = budget_seconds
+        self._found = (0, 0)  # (stranded, sampled) of the last check that decided any
+        self._next = 0.0
+
+    def annotate(
+        self, suspects: tuple[Suspect, ...], tasks: Collection[Suspect], now: float, window: float
+    ) -> tuple[Suspect, ...]:
+        """`suspects` with the verdict in the detail of those in `tasks` (growing task types)."""
+        if now >= self._next:
+            try:
+                found = stranded_tasks(budget_seconds=self._budget)
+            except Exception:  # a heap the search cannot read: say nothing rather than fail the tick
+                logger.debug("leakwatch: the stranded-task check failed", exc_info=True)
+                found = (0, 0)
+            # A check that decided nothing (out of time, or every task woken or finished at that
+            # moment, as when asyncio.run cancels them all at exit) keeps the last verdict and is
+            # retried sooner.
+            if found[1]:
+                self._found = found
+            self._next = now + window / (1 if found[1] else 4)
+        stranded, sampled = self._found
+        if not sampled:
+            return suspects
+        if stranded:
+            detail = (
+                f"{stranded} of {sampled} sampled pending tasks wait on a future nothing outside them holds: "
+                "they can never be woken, only cancelled"
+            )
+        else:
+            detail = f"the {sampled} sampled pending tasks wait on futures something holds: a backlog, not stranded"
+        return tuple(dataclasses.replace(s, detail=detail) if s in tasks else s for s in suspects)

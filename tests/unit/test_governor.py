@@ -42,7 +42,7 @@ def test_an_expensive_tick_stretches_the_interval_to_the_budget_and_the_window_p
     assert g.growth_scale == pytest.approx(g.window / 300)
     assert g.snapshot(1000.0).cpu_spend <= 0.01
     stretched = [r.getMessage() for r in caplog.records if "interval is now" in r.getMessage()]
-    assert len(stretched) == 1, "stretching is logged once per change of direction"
+    assert len(stretched) == 1, "leaving the default pace is logged once"
     assert "3,000,000 objects" in stretched[0] and "cpu_budget 1%" in stretched[0]
 
 
