@@ -1,4 +1,6 @@
-"""The periodic thread: samples, keeps history, decides, publishes an immutable `Report`.
+"""The periodic thread, its lifecycle and the wiring: runs the pipeline (`leakwatch.pipeline`)
+each tick, publishes its immutable `Report` (to readers, the report file, a pre-fork master),
+serves it (collector, HTTP server, graphs), and stays safe across fork and exit.
 
 Lifecycle habits follow opentelemetry's PeriodicExportingMetricReader: a named daemon thread
 looping on `stop.wait(interval)` (so stop is immediate), every tick guarded so the thread never
@@ -11,47 +13,34 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import gc
-import heapq
 import json
 import logging
 import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from leakwatch import detector
 from leakwatch.config import Config
-from leakwatch.costs import CostMeter
 from leakwatch.errors import LeakwatchError
-from leakwatch.exporters.log import log_changes
 from leakwatch.files import write_atomically
-from leakwatch.governor import Governor
-from leakwatch.history import History
-from leakwatch.model import Report, SeriesKey, Suspect
+from leakwatch.model import Report, Suspect
+from leakwatch.pipeline import Pipeline
 from leakwatch.prefork.member import Membership
 from leakwatch.prefork.slots import WorkerReport
 from leakwatch.probes.process import run_and_wait_seconds
 from leakwatch.sampler import Sampler
-from leakwatch.tracing import TraceScheduler
 
 if TYPE_CHECKING:  # imported when used: most processes never serve, and import time is the host's
     from leakwatch import refgraph
     from leakwatch.exporters.prometheus import LeakwatchCollector
     from leakwatch.graphdir import GraphDir
-    from leakwatch.refgraph.tasks import TaskCheck
     from leakwatch.server.standalone import MetricsServer
 
 logger = logging.getLogger(__name__)
 
 THREAD_NAME = "leakwatch"
-# Points of each suspect's chart on the report (and the HTML page).
-TREND_POINTS = 32
-# Census kinds whose largest entries each report carries (Config.top_k of them).
-TOP_KINDS = ("type", "site")
-# Type keys of asyncio's tasks (the C one, and the pure-Python one where _asyncio is missing).
-TASK_TYPES = frozenset({"_asyncio.Task", "asyncio.tasks.Task"})
 
 
 class Watcher:
@@ -82,10 +71,10 @@ class Watcher:
         self._clock = clock
         self._epoch = time.time() - clock()
         self._sampler = Sampler(self.config, clock)
+        self._pipeline = Pipeline(self.config, clock, self._epoch, self._sampler)
+        self._report = self._pipeline.report
+        self._tick_errors = 0
         self._next_tick_at = 0.0
-        self._objects = 0  # counted by the latest census
-        self._unbilled_cpu = 0.0  # CPU of writing the report file, counted with the next tick
-        self._start_afresh()
         self._tick_lock = threading.Lock()
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
@@ -96,34 +85,7 @@ class Watcher:
         self._server: MetricsServer | None = None
         self._graph_dir: GraphDir | None = None  # made on the first tick with graph_dir set
         self._prefork = Membership(self.config)
-        self._task_check: TaskCheck | None = None  # while asyncio tasks grow
         self._register_fork_hook()
-
-    def _start_afresh(self, slowdown: float = 0.0) -> None:
-        """The state a verdict rests on, new (at birth, and in a forked child: a new process
-        has its own warm-up, history and verdict). `slowdown` is tracing's measured cost."""
-        config = self.config
-        self._history = History(max_series=config.max_series, points=config.history_points)
-        self._verdict = detector.Verdict()
-        self._params = detector.Params(
-            window=config.window,
-            warmup=config.warmup,
-            significance=config.significance,
-            min_growth_objects=config.min_growth_objects,
-            min_growth_bytes=config.min_growth_bytes,
-            trace_window=config.trace_window,
-            can_trace=config.tracemalloc != "off",
-            epoch=self._epoch,
-        )
-        # Sites of growing types not yet suspects, and when each was last a candidate.
-        self._type_sites: dict[str, tuple[tuple[str, ...], float]] = {}
-        self._sampler.forget()
-        self._costs = CostMeter()
-        self._governor = Governor(config, self._clock())
-        self._governor.slowdown = slowdown
-        self._tracing = TraceScheduler(config, self._sampler.sites, self._governor, self._history)
-        self._report = Report(tracing=self._tracing.state)
-        self._tick_errors = 0
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -161,7 +123,7 @@ class Watcher:
         self._start_exporting()
         if self.config.tracemalloc == "always":
             with self._tick_lock:
-                self._tracing.open(self._clock())
+                self._pipeline.tracing.open(self._clock())
         return self
 
     def _start_master(self) -> Watcher:
@@ -212,7 +174,7 @@ class Watcher:
         if not self._tick_lock.acquire(timeout=5.0):
             return
         try:
-            self._tracing.close()
+            self._pipeline.tracing.close()
             self._write_report_file()
             self._prefork.leave()
         finally:
@@ -280,29 +242,30 @@ class Watcher:
         try:
             self._prefork.join()
             with self._tick_lock:
-                self._governor.observe_contention(run_and_wait_seconds())
-            self._next_tick_at = self._clock() + self._governor.interval
+                self._pipeline.governor.observe_contention(run_and_wait_seconds())
+            self._next_tick_at = self._clock() + self._pipeline.governor.interval
             while not stop.wait(self._next_wait()):
                 if self._open_planned_window():
                     continue
                 self._tick_safely()
                 self._prefork.publish(self._report)
-                self._next_tick_at = self._clock() + self._tracing.gap(self._governor.interval)
+                pipeline = self._pipeline
+                self._next_tick_at = self._clock() + pipeline.tracing.gap(pipeline.governor.interval)
         finally:
             if stop.is_set():  # not a thread lost to fork
                 self._finish()
 
     def _next_wait(self) -> float:
         """Seconds to what the thread does next: a tick, or opening or closing a tracing window."""
-        return max(0.005, self._tracing.due(self._next_tick_at) - self._clock())
+        return max(0.005, self._pipeline.tracing.due(self._next_tick_at) - self._clock())
 
     def _open_planned_window(self) -> bool:
         """Start the tracing window planned for now, if one is; True when it started."""
-        at = self._tracing.planned_at
+        at = self._pipeline.tracing.planned_at
         if at is None or self._clock() < at - 0.005:
             return False
         with self._tick_lock:
-            self._tracing.open_planned(self._clock())
+            self._pipeline.tracing.open_planned(self._clock())
         return True
 
     def _tick_safely(self) -> None:
@@ -359,7 +322,10 @@ class Watcher:
             # The parent keeps serving on its socket; the child closes its copy.
             self._server.abandon()
             self._server = None
-        self._start_afresh(self._governor.slowdown)
+        # The child is a new process: its warm-up, history and verdict start afresh.
+        self._pipeline = Pipeline(self.config, self._clock, self._epoch, self._sampler, self._pipeline.governor.slowdown)
+        self._report = self._pipeline.report
+        self._tick_errors = 0
         if was_running:
             thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
             try:
@@ -373,95 +339,18 @@ class Watcher:
     def sample_now(self) -> Report:
         """Run one full cycle (sample, record, decide) on the caller's thread; return the report."""
         with self._tick_lock:
-            cpu = time.thread_time()
             report = self._tick()
-            # The last tick's report file was written after its CPU was counted: bill it here.
-            cpu = time.thread_time() - cpu + self._unbilled_cpu
-            self._costs.add(report.durations, cpu)
-            self._governor.observe_contention(run_and_wait_seconds())
-            if self._governor.after_tick(cpu, self._objects):
-                self._params = dataclasses.replace(
-                    self._params,
-                    window=self._governor.window,
-                    min_growth_objects=self.config.min_growth_objects * self._governor.growth_scale,
-                    min_growth_bytes=self.config.min_growth_bytes * self._governor.growth_scale,
-                )
-            now = self._clock()
-            self._governor.observe_process(now, time.process_time())
-            report = dataclasses.replace(
-                report, costs=self._costs.snapshot(self._sampler.runs), budget=self._governor.snapshot(now)
-            )
             # A process killed by a signal it does not handle (SIGTERM, by default) never reaches
             # stop(): the file always holds the last tick's report (written before it is
             # published, so whoever sees a report can rely on the file having it).
             written = time.thread_time()
             self._write_report_file(report)
-            self._unbilled_cpu = time.thread_time() - written
+            self._pipeline.bill(time.thread_time() - written)
             self._report = report
             return report
 
     def _tick(self) -> Report:
-        verdict = self._verdict
-        attribute = [k.key for k in self._unexplained(verdict) if k.kind == "type"]
-        sample = self._sampler.sample(attribute, self._history.own_objects())
-        self._objects = int(sum(sample.values.get("type", {}).values()))
-        self._history.add(sample, verdict.protected())
-        started = time.perf_counter()
-        sites = self._sampler.sites
-        tracing = sites is not None and sites.active and sample.site_window != 0
-        # Sites found for a type while it was only a candidate (a short window may have closed
-        # since) are kept until it is confirmed or dropped.
-        known = {**self._type_sites, **{k: (v, sample.t) for k, v in sample.type_sites.items()}}
-        new = detector.detect(self._history, verdict, self._params, {k: v for k, (v, _) in known.items()}, tracing)
-        # A candidate may drop out for a tick or two and come back: its sites are kept for a window.
-        self._type_sites = {
-            k: (v, sample.t if SeriesKey("type", k) in new.pending else seen)
-            for k, (v, seen) in known.items()
-            if SeriesKey("type", k) in new.pending or sample.t - seen < self._params.window
-        }
-        detect_seconds = time.perf_counter() - started
-        self._verdict = new
-        threaded = threading.current_thread() is self._thread
-        self._tracing.steer(self._unexplained(new), new, self._params.window, sample.t, threaded)
-        if self.config.log_suspects:
-            log_changes(verdict.suspects, new.suspects)
-        report = Report(
-            time=sample.t + self._epoch,
-            samples=self._sampler.samples,
-            suspects=self._with_task_verdict(new.suspects, sample.t),
-            candidates=tuple(new.pending),
-            tracing=self._tracing.state,
-            errors={**self._sampler.errors, **({"watcher": self._tick_errors} if self._tick_errors else {})},
-            durations={**sample.durations, "detect": detect_seconds},
-            series=self._history.series_count(),
-            history_bytes=self._history.nbytes(),
-            top={kind: _largest(sample.values.get(kind, {}), self.config.top_k) for kind in TOP_KINDS},
-            types=len(sample.values.get("type", ())),
-            process=detector.process_values(self._history, sample, self._params.window),
-            memory_limit=sample.memory_limit,
-            costs=self._report.costs,
-            trends=detector.trends(self._history, new.suspects[: self.config.max_suspect_series], TREND_POINTS, self._epoch),
-            watched=sample.t - (self._history.start if self._history.start is not None else sample.t),
-            verdict_after=detector.time_to_verdict(self._params, self._governor.interval),
-        )
-        return report
-
-    def _with_task_verdict(self, suspects: tuple[Suspect, ...], now: float) -> tuple[Suspect, ...]:
-        """Growing asyncio tasks, stranded or a backlog (see `refgraph.tasks.TaskCheck`)."""
-        tasks = [s for s in suspects if s.kind == "type" and s.key in TASK_TYPES]
-        if not tasks:
-            self._task_check = None
-            return suspects
-        if self._task_check is None:
-            from leakwatch.refgraph.tasks import TaskCheck
-
-            self._task_check = TaskCheck(budget_seconds=min(self.config.graph_budget, 2.0))
-        return self._task_check.annotate(suspects, tasks, now, self._params.window)
-
-    def _unexplained(self, verdict: detector.Verdict) -> list[SeriesKey]:
-        """The triggers a tracing window could still explain: growth outside any type, and
-        growing types whose sites are not known yet."""
-        return [k for k in verdict.triggers if not (k.kind == "type" and k.key in self._type_sites)]
+        return self._pipeline.run(threading.current_thread() is self._thread, self._tick_errors)
 
     # --- referrer graphs ------------------------------------------------------------------------
 
@@ -531,10 +420,6 @@ class Watcher:
             write_atomically(path, json.dumps((report or self._report).to_dict()))
         except OSError as e:
             logger.warning("leakwatch: could not write the report to %s: %s", path, e)
-
-
-def _largest(values: Mapping[str, float], k: int) -> tuple[tuple[str, float], ...]:
-    return tuple(heapq.nlargest(k, values.items(), key=lambda kv: kv[1])) if k else ()
 
 
 # --- fork hooks: registered once for all watchers --------------------------------------------------

@@ -97,7 +97,7 @@ def test_a_failing_probe_is_counted_and_the_others_go_on(monkeypatch, caplog):
         w.sample_now()
         report = w.sample_now()
     assert report.errors == {"census": 2}
-    assert "rss" in w._history.kind("process")
+    assert "rss" in w._pipeline.history.kind("process")
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and "probe" in r.getMessage()]
     assert len(warnings) == 1  # logged once with its traceback, not every tick
 
@@ -173,7 +173,9 @@ def test_census_ticks_keep_history_bounded():
         w.sample_now()
     late = w.report()
     assert late.series <= w.config.max_series + 8
-    assert late.history_bytes <= early.history_bytes * 1.1
+    # Types this process creates later (pytest's, the logging of a warning) add series up to the
+    # cap; what each series keeps stays bounded by history_points.
+    assert late.history_bytes / late.series <= early.history_bytes / early.series * 1.1
     assert sys.getallocatedblocks() - blocks < 2000
 
 

@@ -293,10 +293,10 @@ def test_a_watcher_uses_the_time_options_the_user_set_whatever_they_cost():
             assert (report.budget.interval, report.budget.window) == (1.0, 10.0)
             sites = watcher._sampler.sites
             if sites is not None and sites.active:
-                lengths.add(watcher._tracing.length)
+                lengths.add(watcher._pipeline.tracing.length)
             clock.advance(1.0)
         assert report.budget.cpu_spend > 0.0001, "over budget, and it shows"
-        assert watcher._params.warmup == 2.0 and watcher._params.window == 10.0
+        assert watcher._pipeline.params.warmup == 2.0 and watcher._pipeline.params.window == 10.0
         assert lengths == {4.0}, "every tracing window is as long as the trace_window option"
         assert any(s.key.endswith("Held") for s in report.suspects)
     finally:

@@ -1,0 +1,166 @@
+"""One process's pipeline, run once a tick: probes -> sampler -> history -> detector -> `Report`,
+steered by the cost governor (the pace) and the trace scheduler (tracing windows).
+
+It owns the state a verdict rests on (history, the verdict carried between ticks, the costs)
+and nothing about threads, files or HTTP: the watcher runs it under its tick lock, and a forked
+child builds a new one, since a new process has its own warm-up, history and verdict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from leakwatch import detector
+from leakwatch.config import Config
+from leakwatch.costs import CostMeter
+from leakwatch.exporters.log import log_changes
+from leakwatch.governor import Governor
+from leakwatch.history import History
+from leakwatch.model import Report, SeriesKey, Suspect
+from leakwatch.probes.process import run_and_wait_seconds
+from leakwatch.sampler import Sampler
+from leakwatch.tracing import TraceScheduler
+
+if TYPE_CHECKING:  # imported when asyncio tasks grow: it walks the heap
+    from leakwatch.refgraph.tasks import TaskCheck
+
+# Points of each suspect's chart on the report (and the HTML page).
+TREND_POINTS = 32
+# Census kinds whose largest entries each report carries (Config.top_k of them).
+TOP_KINDS = ("type", "site")
+# Type keys of asyncio's tasks (the C one, and the pure-Python one where _asyncio is missing).
+TASK_TYPES = frozenset({"_asyncio.Task", "asyncio.tasks.Task"})
+
+
+class Pipeline:
+    """Sample, record, decide and report, one tick at a time; not thread-safe.
+
+    `sampler` is the watcher's (its probes outlive a fork: a tracing window open at fork is
+    closed by the child's scheduler); `slowdown` is tracing's cost as measured before, if ever.
+    """
+
+    def __init__(self, config: Config, clock: Callable[[], float], epoch: float, sampler: Sampler, slowdown: float = 0.0) -> None:
+        self.config = config
+        self._clock = clock
+        self._epoch = epoch  # wall-clock time of the clock's zero
+        self.sampler = sampler
+        sampler.forget()
+        self.history = History(max_series=config.max_series, points=config.history_points)
+        self.verdict = detector.Verdict()
+        self.params = detector.Params(
+            window=config.window,
+            warmup=config.warmup,
+            significance=config.significance,
+            min_growth_objects=config.min_growth_objects,
+            min_growth_bytes=config.min_growth_bytes,
+            trace_window=config.trace_window,
+            can_trace=config.tracemalloc != "off",
+            epoch=epoch,
+        )
+        self.governor = Governor(config, clock())
+        self.governor.slowdown = slowdown
+        self.tracing = TraceScheduler(config, sampler.sites, self.governor, self.history)
+        self.report = Report(tracing=self.tracing.state)
+        # Sites of growing types not yet suspects, and when each was last a candidate.
+        self._type_sites: dict[str, tuple[tuple[str, ...], float]] = {}
+        self._costs = CostMeter()
+        self._objects = 0  # counted by the latest census
+        self._unbilled_cpu = 0.0  # CPU spent for the last tick after it was counted
+        self._task_check: TaskCheck | None = None  # while asyncio tasks grow
+
+    def bill(self, cpu_seconds: float) -> None:
+        """CPU spent for the last tick after its report was made (writing it to a file): counted
+        with the next tick, so the budget sees it."""
+        self._unbilled_cpu += cpu_seconds
+
+    def run(self, threaded: bool, tick_errors: int = 0) -> Report:
+        """One tick; `threaded` says the watcher's thread runs it (see `TraceScheduler.steer`),
+        `tick_errors` counts the ticks that failed so far (reported as the "watcher" error)."""
+        cpu = time.thread_time()
+        report = self._decide(threaded, tick_errors)
+        cpu = time.thread_time() - cpu + self._unbilled_cpu
+        self._unbilled_cpu = 0.0
+        self._costs.add(report.durations, cpu)
+        governor = self.governor
+        governor.observe_contention(run_and_wait_seconds())
+        if governor.after_tick(cpu, self._objects):
+            self.params = dataclasses.replace(
+                self.params,
+                window=governor.window,
+                min_growth_objects=self.config.min_growth_objects * governor.growth_scale,
+                min_growth_bytes=self.config.min_growth_bytes * governor.growth_scale,
+            )
+        now = self._clock()
+        governor.observe_process(now, time.process_time())
+        self.report = dataclasses.replace(report, costs=self._costs.snapshot(self.sampler.runs), budget=governor.snapshot(now))
+        return self.report
+
+    def _decide(self, threaded: bool, tick_errors: int) -> Report:
+        prior = self.verdict
+        attribute = [k.key for k in self._unexplained(prior) if k.kind == "type"]
+        sample = self.sampler.sample(attribute, self.history.own_objects())
+        self._objects = int(sum(sample.values.get("type", {}).values()))
+        self.history.add(sample, prior.protected())
+        started = time.perf_counter()
+        sites = self.sampler.sites
+        tracing = sites is not None and sites.active and sample.site_window != 0
+        # Sites found for a type while it was only a candidate (a short window may have closed
+        # since) are kept until it is confirmed or dropped.
+        known = {**self._type_sites, **{k: (v, sample.t) for k, v in sample.type_sites.items()}}
+        verdict = detector.detect(self.history, prior, self.params, {k: v for k, (v, _) in known.items()}, tracing)
+        # A candidate may drop out for a tick or two and come back: its sites are kept for a window.
+        self._type_sites = {
+            k: (v, sample.t if SeriesKey("type", k) in verdict.pending else seen)
+            for k, (v, seen) in known.items()
+            if SeriesKey("type", k) in verdict.pending or sample.t - seen < self.params.window
+        }
+        detect_seconds = time.perf_counter() - started
+        self.verdict = verdict
+        self.tracing.steer(self._unexplained(verdict), verdict, self.params.window, sample.t, threaded)
+        if self.config.log_suspects:
+            log_changes(prior.suspects, verdict.suspects)
+        history = self.history
+        return Report(
+            time=sample.t + self._epoch,
+            samples=self.sampler.samples,
+            suspects=self._with_task_verdict(verdict.suspects, sample.t),
+            candidates=tuple(verdict.pending),
+            tracing=self.tracing.state,
+            errors={**self.sampler.errors, **({"watcher": tick_errors} if tick_errors else {})},
+            durations={**sample.durations, "detect": detect_seconds},
+            series=history.series_count(),
+            history_bytes=history.nbytes(),
+            top={kind: _largest(sample.values.get(kind, {}), self.config.top_k) for kind in TOP_KINDS},
+            types=len(sample.values.get("type", ())),
+            process=detector.process_values(history, sample, self.params.window),
+            memory_limit=sample.memory_limit,
+            costs=self.report.costs,
+            trends=detector.trends(history, verdict.suspects[: self.config.max_suspect_series], TREND_POINTS, self._epoch),
+            watched=sample.t - (history.start if history.start is not None else sample.t),
+            verdict_after=detector.time_to_verdict(self.params, self.governor.interval),
+        )
+
+    def _unexplained(self, verdict: detector.Verdict) -> list[SeriesKey]:
+        """The triggers a tracing window could still explain: growth outside any type, and
+        growing types whose sites are not known yet."""
+        return [k for k in verdict.triggers if not (k.kind == "type" and k.key in self._type_sites)]
+
+    def _with_task_verdict(self, suspects: tuple[Suspect, ...], now: float) -> tuple[Suspect, ...]:
+        """Growing asyncio tasks, stranded or a backlog (see `refgraph.tasks.TaskCheck`)."""
+        tasks = [s for s in suspects if s.kind == "type" and s.key in TASK_TYPES]
+        if not tasks:
+            self._task_check = None
+            return suspects
+        if self._task_check is None:
+            from leakwatch.refgraph.tasks import TaskCheck
+
+            self._task_check = TaskCheck(budget_seconds=min(self.config.graph_budget, 2.0))
+        return self._task_check.annotate(suspects, tasks, now, self.params.window)
+
+
+def _largest(values: Mapping[str, float], k: int) -> tuple[tuple[str, float], ...]:
+    return tuple(heapq.nlargest(k, values.items(), key=lambda kv: kv[1])) if k else ()
