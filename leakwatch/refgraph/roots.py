@@ -22,7 +22,7 @@ ROOT_PRIORITY = {"module": 0, "class": 1, "task": 2, "thread": 3, "outside": 4}
 PACKAGE = __name__.rpartition(".")[0]
 
 
-def is_own_frame(frame: types.FrameType) -> bool:
+def is_search_frame(frame: types.FrameType) -> bool:
     """Whether `frame` runs code of a module of this package (the search, the stranded-task
     check, what they call): such frames hold the search's samples and trees, never the
     application's. Matched by the module's globals themselves, not by name alone, and
@@ -73,7 +73,7 @@ def thread_roots() -> ThreadRoots:
     me = threading.get_ident()
     roots = ThreadRoots()
     for ident, frame in sys._current_frames().items():
-        while frame is not None and is_own_frame(frame):
+        while frame is not None and is_search_frame(frame):
             frame = frame.f_back  # type: ignore[assignment]
         if ident == me:
             # The caller of the search: its locals (the graph request) are not holders.

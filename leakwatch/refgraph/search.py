@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from leakwatch.refgraph.edges import collapse, referents, safe_edge_name
 from leakwatch.refgraph.instances import Instances, spread
 from leakwatch.refgraph.model import Graph, Path
-from leakwatch.refgraph.roots import ROOT_PRIORITY, ThreadRoots, from_frame, is_own_frame, root_of, thread_roots
+from leakwatch.refgraph.roots import ROOT_PRIORITY, ThreadRoots, from_frame, is_search_frame, root_of, thread_roots
 
 DEFAULT_SAMPLES = 8
 DEFAULT_MAX_DEPTH = 24
@@ -296,5 +296,5 @@ class _Baseline:
 def _is_ours(obj: object) -> bool:
     """This package's own frames (and the cells of its closures) never count as holders."""
     if isinstance(obj, types.FrameType):
-        return is_own_frame(obj)
+        return is_search_frame(obj)
     return False

@@ -28,7 +28,7 @@ import leakwatch
 from leakwatch import refgraph
 from leakwatch.model import Suspect
 from leakwatch.refgraph import find_paths, safe_key, scrubbed_repr, stranded_tasks, to_dot
-from leakwatch.refgraph.roots import is_own_frame
+from leakwatch.refgraph.roots import is_search_frame
 from leakwatch.refgraph.search import Search
 
 SECRET = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
@@ -355,10 +355,10 @@ def test_own_frames_are_those_of_every_module_of_the_package():
     assert {"search", "roots", "tasks", "instances", "edges"} <= set(own)
     for name in ["", *own]:
         module = importlib.import_module(f"{refgraph.__name__}.{name}".rstrip("."))
-        assert is_own_frame(types.FunctionType(_frame_here.__code__, vars(module))()), module.__name__
-    assert not is_own_frame(_frame_here())
+        assert is_search_frame(types.FunctionType(_frame_here.__code__, vars(module))()), module.__name__
+    assert not is_search_frame(_frame_here())
     # A name alone is not enough: the globals must be the module's own.
-    assert not is_own_frame(types.FunctionType(_frame_here.__code__, {"__name__": "leakwatch.refgraph.search"})())
+    assert not is_search_frame(types.FunctionType(_frame_here.__code__, {"__name__": "leakwatch.refgraph.search"})())
 
 
 def test_untracked_bytes_are_found_among_what_tracked_objects_hold(module):
