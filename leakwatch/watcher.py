@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import errno
 import gc
 import json
 import logging
@@ -83,6 +84,7 @@ class Watcher:
         self._registry = registry
         self._collector: LeakwatchCollector | None = None
         self._server: MetricsServer | None = None
+        self._serve_later = False  # a sibling whose port another sibling holds
         self._graph_dir: GraphDir | None = None  # made on the first tick with graph_dir set
         self._prefork = Membership(self.config)
         self._register_fork_hook()
@@ -197,6 +199,12 @@ class Watcher:
                 self._collector = collector
             except Exception as e:  # a registry that already has these names, or not a registry
                 logger.error("leakwatch: cannot register its metrics in the given registry: %s", e)
+        self._serve()
+
+    def _serve(self) -> None:
+        """Serve HTTP on the port option, if set and this role serves. A sibling that finds the
+        port taken (by a sibling) publishes for it, and tries again after each tick: it takes
+        the port over when the one serving exits."""
         port = self.config.port
         if port is not None and self._server is None and self.role != "worker":
             try:
@@ -204,6 +212,28 @@ class Watcher:
 
                 server = MetricsServer(self, self.config.host, port)
                 host, bound = server.start()
+            except OSError as e:
+                if self.role == "sibling" and e.errno == errno.EADDRINUSE:
+                    if not self._serve_later:
+                        logger.info(
+                            "leakwatch: port %s is served by another worker of this server; this worker's report "
+                            "is published for it (and it takes the port over if that worker exits)",
+                            port,
+                        )
+                    self._serve_later = True
+                    return
+                logger.error(
+                    "leakwatch: cannot serve HTTP on %s port %s: %s; sampling goes on without the server "
+                    "(port=0 picks a free port%s)",
+                    self.config.host,
+                    port,
+                    e,
+                    "; if the processes of one server each start leakwatch, start it in their master with "
+                    "prefork=master, or have them publish into workers_dir for `leakwatch serve`"
+                    if e.errno == errno.EADDRINUSE
+                    else "",
+                )
+                return
             except Exception as e:
                 logger.error(
                     "leakwatch: cannot serve HTTP on %s port %s: %s; sampling goes on without the server "
@@ -213,7 +243,7 @@ class Watcher:
                     e,
                 )
                 return
-            self._server = server
+            self._server, self._serve_later = server, False
             shown = f"[{host}]" if ":" in host else host
             logger.info("leakwatch: serving /metrics and /api/suspects on http://%s:%d/", shown, bound)
 
@@ -249,6 +279,8 @@ class Watcher:
                     continue
                 self._tick_safely()
                 self._prefork.publish(self._report)
+                if self._serve_later:
+                    self._serve()
                 pipeline = self._pipeline
                 self._next_tick_at = self._clock() + pipeline.tracing.gap(pipeline.governor.interval)
         finally:

@@ -17,6 +17,7 @@ import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
+import psutil
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -28,7 +29,7 @@ from prometheus_client.metrics_core import (
 from leakwatch.config import Config
 from leakwatch.costs import Budget
 from leakwatch.model import KINDS, Report, SeriesKey, Suspect
-from leakwatch.prefork.merge import workers_of
+from leakwatch.prefork.merge import master_pid, workers_of
 
 # Longest label value exported; longer type and site strings keep their end (the class or the
 # file and line), prefixed by "...".
@@ -72,6 +73,12 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("leakwatch_census_types", "gauge", (), "Distinct types in the latest census."),
     MetricSpec("leakwatch_site_bytes", "gauge", ("site",), "Traced bytes still alive of the top_k largest sites, while tracing."),
     MetricSpec("leakwatch_python_allocated_blocks", "gauge", (), "Interpreter memory blocks in use (sys.getallocatedblocks)."),
+    MetricSpec(
+        "leakwatch_process_resident_bytes",
+        "gauge",
+        (),
+        'Resident set size of the process; under a pre-fork server each worker\'s, and the master\'s as worker="master".',
+    ),
     MetricSpec("leakwatch_process_uss_bytes", "gauge", (), "Unique set size of the process, when the uss option is on."),
     MetricSpec(
         "leakwatch_memory_limit_bytes", "gauge", (), "The container's memory limit, or the memory_limit option; absent when none."
@@ -157,6 +164,8 @@ MASTER_ONLY = frozenset({"leakwatch_workers"})
 # Series about the whole process or pod: a master exposes them once, without the worker label.
 UNLABELLED = frozenset({"leakwatch_workers", "leakwatch_memory_limit_eta_seconds"})
 WORKER_LABELS = ("worker",)
+# The worker label of the master's own series (its RSS).
+MASTER_WORKER = "master"
 _SPECS = {m.name: m for m in METRICS}
 
 
@@ -251,6 +260,9 @@ class LeakwatchCollector:
             families["leakwatch_workers"].add_metric([], len(live))  # type: ignore[attr-defined]
             for w in live:
                 _add_report(families, w.report, config, (str(w.slot),))
+            rss = _resident_bytes(master_pid(source))
+            if rss is not None:
+                families["leakwatch_process_resident_bytes"].add_metric([MASTER_WORKER], rss)  # type: ignore[attr-defined]
             _add_eta(families, [w.report for w in live])
         else:
             families = {spec.name: _family(spec) for spec in METRICS if spec.name not in MASTER_ONLY}
@@ -258,6 +270,14 @@ class LeakwatchCollector:
             _add_report(families, report, config, ())
             _add_eta(families, [report])
         yield from families.values()
+
+
+def _resident_bytes(pid: int) -> float | None:
+    """The RSS of a process, read at scrape time (None when it cannot be read)."""
+    try:
+        return float(psutil.Process(pid).memory_info().rss)
+    except (psutil.Error, OSError):
+        return None
 
 
 def _add_report(families: dict[str, Metric], report: Report, config: Config, worker: tuple[str, ...]) -> None:
@@ -282,6 +302,8 @@ def _add_report(families: dict[str, Metric], report: Report, config: Config, wor
     process = report.process
     if "py_blocks" in process:
         add("leakwatch_python_allocated_blocks", [], process["py_blocks"])
+    if "rss" in process:
+        add("leakwatch_process_resident_bytes", [], process["rss"])
     if "uss" in process:
         add("leakwatch_process_uss_bytes", [], process["uss"])
     if report.memory_limit > 0:

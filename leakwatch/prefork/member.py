@@ -13,9 +13,15 @@ from leakwatch.prefork import roles, slots
 logger = logging.getLogger(__name__)
 
 
+# Roles that publish their report into a shared directory, and roles that serve one.
+PUBLISHING = ("worker", "sibling")
+SERVING = ("master", "sibling")
+
+
 class Membership:
     """A master serves its workers' reports; a worker claims a slot and publishes its report
-    into it after each tick; a "single" process does neither (every method is then a no-op)."""
+    into it after each tick; a sibling does both (when it holds the port); a "single" process
+    does neither (every method is then a no-op)."""
 
     def __init__(self, config: Config) -> None:
         self.role = roles.role(config)
@@ -42,10 +48,13 @@ class Membership:
         return True
 
     def join(self) -> None:
-        """As a worker: claim a slot to publish into (a failure is logged; sampling goes on)."""
-        if self.role != "worker":
+        """As a worker or sibling: claim a slot to publish into (a failure is logged; sampling
+        goes on)."""
+        if self.role not in PUBLISHING:
             return
         try:
+            if self.role == "sibling":
+                self.directory = slots.sibling_directory(os.getppid())
             self._slot = slots.Slot.claim(self.directory)
         except OSError as e:
             logger.error("leakwatch: cannot publish this worker's report in %s: %s; sampling goes on", self.directory, e)
@@ -70,8 +79,9 @@ class Membership:
             self._slot = None
 
     def worker_reports(self) -> list[slots.WorkerReport]:
-        """A master's live workers' latest reports, by slot ([] in other roles)."""
-        if self.role != "master" or not self.directory:
+        """The live workers' latest reports, by slot, as a master or sibling sees them ([] in
+        other roles)."""
+        if self.role not in SERVING or not self.directory:
             return []
         return slots.live_reports(self.directory)
 

@@ -12,7 +12,8 @@ from leakwatch.prefork.slots import WorkerReport
 
 @runtime_checkable
 class Master(Protocol):
-    """A report source that serves a pre-fork master's workers (a watcher in the master role)."""
+    """A report source that serves a pre-fork master's workers (a watcher in the master role, or
+    in the sibling role: a worker that serves its siblings when the master runs no leakwatch)."""
 
     role: str
 
@@ -22,10 +23,16 @@ class Master(Protocol):
 
 
 def workers_of(source: object) -> list[WorkerReport] | None:
-    """The live workers' reports when `source` is a pre-fork master; None for any other source."""
-    if isinstance(source, Master) and source.role == "master":
+    """The live workers' reports when `source` serves a pre-fork server's workers; None for any
+    other source."""
+    if isinstance(source, Master) and source.role in ("master", "sibling"):
         return source.worker_reports()
     return None
+
+
+def master_pid(source: object) -> int:
+    """The pid of the pre-fork master `source` serves for: itself, or a sibling's parent."""
+    return os.getppid() if getattr(source, "role", "") == "sibling" else os.getpid()
 
 
 def merged_report(source: Any) -> Report:
@@ -48,13 +55,14 @@ def merged_report(source: Any) -> Report:
 
 
 def suspects_document(source: Any) -> dict[str, Any]:
-    """`/api/suspects`: a master's own pid and ticks with each worker's report; any other
-    source's report."""
+    """`/api/suspects`: a master's own pid and ticks (or, from a sibling, its master's pid,
+    which runs no leakwatch) with each worker's report; any other source's report."""
     live = workers_of(source)
     if live is None:
         document: dict[str, Any] = source.report().to_dict()
         return document
-    return {
-        "master": {"pid": os.getpid(), "samples": source.report().samples},
-        "workers": [{"worker": w.slot, "pid": w.pid, **w.report.to_dict()} for w in live],
-    }
+    if source.role == "sibling":
+        master = {"pid": master_pid(source), "samples": 0, "served_by": os.getpid()}
+    else:
+        master = {"pid": master_pid(source), "samples": source.report().samples}
+    return {"master": master, "workers": [{"worker": w.slot, "pid": w.pid, **w.report.to_dict()} for w in live]}

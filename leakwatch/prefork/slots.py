@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 
 from leakwatch.files import write_atomically
@@ -31,6 +32,10 @@ logger = logging.getLogger(__name__)
 # More slots than any pre-forking server runs workers; a bound on the `worker` label.
 MAX_SLOTS = 256
 REPORT_FILE = re.compile(r"^worker-(\d+)\.json$")
+# Sibling directories: <tmp>/leakwatch-siblings-<uid>-<master pid>.
+SIBLINGS_PREFIX = "leakwatch-siblings-"
+# Where a master records its pid in the directory its workers publish into.
+MASTER_FILE = "master.pid"
 # Where a master tells the workers it spawns (rather than forks) which directory to publish into.
 WORKERS_DIR_ENV = "LEAKWATCH_WORKERS_DIR"
 
@@ -47,7 +52,7 @@ class WorkerReport:
 def adopt_directory(directory: str) -> bool:
     """Take `directory` over as this master's, unless another live master holds it (a new
     gunicorn master re-executed by USR2 inherits its predecessor's environment)."""
-    marker = os.path.join(directory, "master.pid")
+    marker = os.path.join(directory, MASTER_FILE)
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         with open(marker, encoding="utf-8") as f:
@@ -64,6 +69,36 @@ def adopt_directory(directory: str) -> bool:
     except OSError:
         return False
     return True
+
+
+def sibling_directory(master_pid: int) -> str:
+    """The directory the workers of `master_pid` (a master without leakwatch) share: private to
+    this user, made if missing; `OSError` when it cannot be made, or is not this user's own
+    private directory (it is at a predictable path). Left by masters gone are removed."""
+    base = tempfile.gettempdir()
+    prefix = f"{SIBLINGS_PREFIX}{os.getuid()}-"
+    directory = os.path.join(base, f"{prefix}{master_pid}")
+    try:
+        os.mkdir(directory, 0o700)
+        _remove_abandoned(base, prefix, master_pid)
+    except FileExistsError:
+        pass
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise OSError(errno.EPERM, f"{directory} is not a private directory of this user's")
+    return directory
+
+
+def _remove_abandoned(base: str, prefix: str, keep: int) -> None:
+    """Remove sibling directories whose master has exited (made once per master, so rarely)."""
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix) :]
+        if name.startswith(prefix) and pid.isdigit() and int(pid) != keep and not _alive(int(pid)):
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:

@@ -34,9 +34,9 @@ SETTINGS = {
 }
 MAX_REQUESTS = 3000  # the load loop's bound
 
-# gunicorn and uvicorn are in the test extras: a missing one is an install that went wrong, and
+# gunicorn, uvicorn and fastapi-cli are in the test extras: a missing one is an install that went wrong, and
 # fails these tests rather than skipping them all unseen.
-for _server in ("gunicorn", "uvicorn"):
+for _server in ("gunicorn", "uvicorn", "fastapi_cli"):
     importlib.import_module(_server)
 
 
@@ -74,15 +74,16 @@ def gunicorn(subprocess_env, tmp_path) -> Iterator:
     """Starts a pre-forking server (gunicorn by default) on free ports, stops it at the end."""
     started: list[subprocess.Popen[str]] = []
 
-    def start(*args: str, zero_code: bool = True, program: str = "gunicorn") -> Served:
+    def start(*args: str, zero_code: bool = True, program: str = "gunicorn", env: dict[str, str] | None = None) -> Served:
         app_port, metrics_port = free_port(), free_port()
-        env = {**subprocess_env, **SETTINGS, "LEAKWATCH_PORT": str(metrics_port)}
+        env = {**subprocess_env, **SETTINGS, "LEAKWATCH_PORT": str(metrics_port), **(env or {})}
         env["PYTHONPATH"] = os.pathsep.join((APPS, env["PYTHONPATH"]))
         if program == "gunicorn":
             bind = ["-b", f"127.0.0.1:{app_port}", "--worker-tmp-dir", str(tmp_path)]
         else:
             bind = ["--host", "127.0.0.1", "--port", str(app_port)]
-        command = [sys.executable, "-m", program, *bind, *args]
+        # `fastapi run` takes its options after the command.
+        command = [sys.executable, "-m", *program.split(), *bind, *args]
         if zero_code:
             command = [sys.executable, "-m", "leakwatch", "run", "--quiet", "--", *command]
         proc = subprocess.Popen(command, env=env, cwd=APPS, stderr=subprocess.PIPE, text=True)
@@ -166,6 +167,86 @@ def test_asgi_workers(gunicorn, command):
 
     wait_for(flagged, timeout=60, step=0.5)
     assert sorted(worker_labels(served)) == ["0", "1"]
+
+
+def flagged_in_every_worker(served: Served, leaking_type: str) -> None:
+    """Drive the leak until every worker that served it names it, in one endpoint's scrape."""
+    leaked = served.drive("/leak", until=lambda pids: len(pids) == 2)
+    assert len(leaked) == 2, "the load loop reached only one worker"
+
+    def flagged() -> bool:
+        served.drive("/leak", limit=200)
+        found = suspects_by_pid(served)
+        return all(leaking_type in found.get(pid, ()) for pid in leaked)
+
+    wait_for(flagged, timeout=60, step=0.5)
+    assert sorted(worker_labels(served)) == ["0", "1"]
+    assert [line for line in get(f"{served.metrics}/metrics").decode().splitlines() if line.startswith("leakwatch_workers ")] == [
+        "leakwatch_workers 2.0"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("command", "env"),
+    [
+        pytest.param(("gunicorn", "-w", "2", "leaky_inapp:app"), {}, id="gunicorn-w2"),
+        pytest.param(("gunicorn", "leaky_inapp:app"), {"WEB_CONCURRENCY": "2"}, id="gunicorn-web-concurrency"),
+        pytest.param(("gunicorn", "-w", "2", "--max-requests", "5000", "leaky_inapp:app"), {}, id="gunicorn-max-requests"),
+        pytest.param(("uvicorn", "--workers", "2", "leaky_inapp_asgi:app"), {}, id="uvicorn-workers"),
+    ],
+)
+def test_an_app_that_starts_leakwatch_itself_in_each_worker_gets_one_endpoint(gunicorn, command, env):
+    """No --preload and no leakwatch in the master: each worker starts leakwatch as it imports
+    the app; the workers share one endpoint instead of fighting for the port."""
+    served = gunicorn(*command[1:], program=command[0], zero_code=False, env=env)
+    flagged_in_every_worker(served, "leaky_wsgi.Session" if "inapp:" in command[-1] else "leaky_asgi.Session")
+    document = json.loads(get(f"{served.metrics}/api/suspects"))
+    assert document["master"]["samples"] == 0 and document["master"]["served_by"] in {w["pid"] for w in document["workers"]}
+    assert {psutil.Process(w["pid"]).ppid() for w in document["workers"]} == {document["master"]["pid"]}
+    stderr = served_stderr_so_far(served)
+    assert "Address already in use" not in stderr and "Traceback" not in stderr, stderr[-3000:]
+
+
+def served_stderr_so_far(served: Served) -> str:
+    """What the server wrote to stderr until now (it keeps running)."""
+    fd = served.proc.stderr.fileno()  # type: ignore[union-attr]
+    os.set_blocking(fd, False)
+    chunks = []
+    try:
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.set_blocking(fd, True)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_fastapi_run_with_workers_under_leakwatch_run(gunicorn):
+    served = gunicorn("--workers", "2", "leaky_fastapi.py", program="fastapi run")
+    flagged_in_every_worker(served, "leaky_fastapi.Session")
+    assert json.loads(get(f"{served.metrics}/api/suspects"))["master"]["samples"] == 0
+
+
+def test_the_worker_serving_its_siblings_hands_the_port_over_when_it_exits(gunicorn):
+    served = gunicorn("-w", "2", "leaky_inapp:app", zero_code=False, env={"LEAKWATCH_INTERVAL": "0.2"})
+    wait_for(lambda: len(served.workers()) == 2, timeout=30, step=0.1)
+    serving = json.loads(get(f"{served.metrics}/api/suspects"))["master"]["served_by"]
+    os.kill(serving, signal.SIGTERM)  # gunicorn forks a replacement; a sibling takes the port over
+
+    def both_served_again() -> dict | None:
+        try:
+            document = json.loads(get(f"{served.metrics}/api/suspects"))
+        except OSError:  # between the two: nobody serves the port for a tick
+            return None
+        return document if len(document["workers"]) == 2 and document["master"]["served_by"] != serving else None
+
+    after = wait_for(both_served_again, timeout=30, step=0.3)
+    assert after["master"]["served_by"] != serving and serving not in {w["pid"] for w in after["workers"]}
 
 
 def test_the_config_module_without_leakwatch_run(gunicorn):

@@ -207,7 +207,7 @@ def test_troubleshooting_states_the_defaults_and_the_time_to_verdict():
     for heading in (
         "No verdict yet",
         "Port already in use",
-        "`leakwatch_workers` is 0: every worker thinks it is the master",
+        "One worker's series, and \"Address already in use\" from the others",
         "Graphs say held outside Python",
         "What `core_share` and `trace_budget=100` mean",
         "Window vs confirmation time",

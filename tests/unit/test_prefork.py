@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import subprocess
+import tempfile
 
 import pytest
 
@@ -73,17 +76,51 @@ def test_program_of_a_command_line(argv, program):
     assert program_of(argv) == program
 
 
-def test_roles():
-    env: dict[str, str] = {}
-    assert roles.role(Config.from_options(env=env), ["python", "/bin/gunicorn", "app:app"]) == "master"
-    assert roles.role(Config.from_options(env=env), ["python", "-m", "uvicorn", "--workers", "2", "a:b"]) == "master"
-    assert roles.role(Config.from_options(env=env), ["python", "-m", "uvicorn", "a:b"]) == "single"
-    assert roles.role(Config.from_options(env=env, prefork="off"), ["python", "/bin/gunicorn"]) == "single"
-    assert roles.role(Config.from_options(env=env, prefork="master"), ["python", "app.py"]) == "master"
-    spawned = Config.from_options(env={"LEAKWATCH_WORKERS_DIR": "/tmp/x"})
-    assert roles.role(spawned, ["python", "-c", "from multiprocessing.spawn import spawn_main"]) == "worker"
-    # A master re-executed with its predecessor's environment is a master still.
-    assert roles.role(spawned, ["python", "/bin/gunicorn"]) == "master"
+SHELL = ["/bin/bash"]
+GUNICORN = ["python", "/venv/bin/gunicorn", "-w", "2", "app:app"]
+SPAWNED = ["python", "-c", "from multiprocessing.spawn import spawn_main; spawn_main(tracker_fd=5)"]
+
+
+def role(argv: list[str], parent: list[str] = SHELL, env: dict[str, str] | None = None, **options: object) -> str:
+    env = env or {}
+    return roles.role(Config.from_options(env=env, **options), argv, env, parent)
+
+
+def test_masters_are_known_by_their_command_line():
+    assert role(GUNICORN) == "master"
+    assert role(["python", "-m", "uvicorn", "--workers", "2", "a:b"]) == "master"
+    assert role(["python", "-m", "uvicorn", "--workers=3", "a:b"]) == "master"
+    assert role(["python", "/venv/bin/fastapi", "run", "--workers", "2", "main.py"]) == "master"
+    assert role(["python", "-m", "uvicorn", "a:b"], env={"WEB_CONCURRENCY": "2"}) == "master", "uvicorn reads it too"
+    assert role(["python", "-m", "uvicorn", "--workers", "1", "a:b"]) == "single"
+    assert role(["python", "-m", "uvicorn", "a:b"]) == "single"
+    assert role(GUNICORN, prefork="off") == "single"
+    assert role(["python", "app.py"], prefork="master") == "master"
+
+
+def test_workers_of_a_master_without_leakwatch_are_siblings():
+    # Forked by gunicorn (the master's own command line), also as setproctitle renames it.
+    assert role(GUNICORN, parent=GUNICORN) == "sibling"
+    assert role(GUNICORN, parent=["gunicorn: master [app:app]"]) == "sibling"
+    # Spawned by uvicorn's or fastapi's supervisor.
+    assert role(SPAWNED, parent=["python", "-m", "uvicorn", "--workers", "2", "a:b"]) == "sibling"
+    assert role(SPAWNED, parent=["python", "/venv/bin/fastapi", "run", "main.py"], env={"WEB_CONCURRENCY": "4"}) == "sibling"
+    assert role(SPAWNED, parent=SHELL) == "single"
+    assert role(GUNICORN, parent=GUNICORN, prefork="off") == "single"
+
+
+def test_a_worker_publishes_where_its_master_serves(tmp_path):
+    (tmp_path / slots.MASTER_FILE).write_text(str(os.getppid()))
+    workers_dir = str(tmp_path)
+    # Forked or spawned by a leakwatch master, whatever the command line says.
+    assert role(GUNICORN, parent=GUNICORN, workers_dir=workers_dir) == "worker"
+    assert role(SPAWNED, workers_dir=workers_dir) == "worker"
+    # A gunicorn master re-executed by USR2 is its predecessor's child with its environment:
+    # GUNICORN_PID names the predecessor, and it is a master still.
+    reexecuted = {"GUNICORN_PID": str(os.getppid())}
+    assert role(GUNICORN, parent=GUNICORN, env=reexecuted, workers_dir=workers_dir) == "master"
+    # Independent workers told where to publish (uWSGI's, for `leakwatch serve`).
+    assert role(SPAWNED, workers_dir="/tmp/elsewhere") == "worker"
 
 
 def test_a_directory_another_live_master_holds_is_not_adopted(tmp_path):
@@ -216,3 +253,33 @@ def test_a_serving_masters_forked_child_becomes_a_worker_and_a_workers_child_dro
     assert os.path.exists(published)
     master.leave()
     assert os.path.exists(published), "leave() after the fork hook does not touch the parent's slot"
+
+
+def test_siblings_share_a_private_directory_named_by_their_master(monkeypatch, tmp_path):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    abandoned = tmp_path / f"{slots.SIBLINGS_PREFIX}{os.getuid()}-{dead.pid}"
+    abandoned.mkdir(mode=0o700)
+    directory = slots.sibling_directory(os.getpid())
+    assert directory == str(tmp_path / f"{slots.SIBLINGS_PREFIX}{os.getuid()}-{os.getpid()}")
+    assert os.stat(directory).st_mode & 0o777 == 0o700
+    assert not abandoned.exists(), "a directory whose master has exited is removed"
+    assert slots.sibling_directory(os.getpid()) == directory, "the second sibling finds the first's"
+    os.chmod(directory, 0o755)  # not private: someone else could have made it
+    with pytest.raises(OSError, match="not a private directory"):
+        slots.sibling_directory(os.getpid())
+
+
+def test_a_master_exports_each_workers_rss_and_its_own(tmp_path):
+    first, second = Slot.claim(str(tmp_path)), Slot.claim(str(tmp_path))
+    first.publish(dataclasses.replace(report(4), process={"rss": 5e7}))
+    second.publish(dataclasses.replace(report(6), process={"rss": 7e7}))
+    families = {f.name: f for f in LeakwatchCollector(Master(str(tmp_path))).collect()}
+    rss = {s.labels["worker"]: s.value for s in families["leakwatch_process_resident_bytes"].samples}
+    assert rss["0"] == 5e7 and rss["1"] == 7e7
+    assert rss["master"] > 1e6, "the master's own RSS, read at scrape time"
+    first.release()  # a recycled worker's series end with it
+    families = {f.name: f for f in LeakwatchCollector(Master(str(tmp_path))).collect()}
+    assert {s.labels["worker"] for s in families["leakwatch_process_resident_bytes"].samples} == {"1", "master"}
+    second.release()
