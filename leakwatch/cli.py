@@ -400,12 +400,16 @@ def run_demo(duration: float, interval: float, out: TextIO, port: int | None = N
         window=max(10.0, 40 * interval),
         trace_window=max(6.0, 24 * interval),
         min_growth_bytes=256 * 1024,
+        # Four samples a second cost more than the 1% a service would give: the demo plays
+        # hours in seconds, and says what it spends.
+        cpu_budget=0.25,
         log_suspects=False,
         port=port,
     )
     print(f"leakwatch demo: a service that leaks Session objects and keeps an LRU cache of {CACHE_SIZE} entries.", file=out)
     print(
-        f"Sampling every {config.interval:g} s; warm-up {config.warmup:g} s, window {config.window:g} s. "
+        f"Sampling every {config.interval:g} s (CPU budget {100 * config.cpu_budget:g}% of a core); "
+        f"warm-up {config.warmup:g} s, window {config.window:g} s. "
         f"Stops after {duration:g} s or on Ctrl-C.",
         file=out,
         flush=True,
