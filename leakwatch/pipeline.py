@@ -128,7 +128,7 @@ class Pipeline:
             time=sample.t + self._epoch,
             samples=self.sampler.samples,
             suspects=self._with_task_verdict(verdict.suspects, sample.t),
-            candidates=tuple(verdict.pending),
+            candidates=tuple(k for k in verdict.pending if k not in {s.series for s in verdict.suspects}),
             tracing=self.tracing.state,
             errors={**self.sampler.errors, **({"watcher": tick_errors} if tick_errors else {})},
             durations={**sample.durations, "detect": detect_seconds},

@@ -57,7 +57,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "leakwatch_suspects_omitted", "gauge", (), "Current suspects left out of the per-suspect series by max_suspect_series."
     ),
     MetricSpec("leakwatch_candidates", "gauge", ("kind",), "Growth being watched that is not yet confirmed as a suspect."),
-    MetricSpec("leakwatch_suspect_confidence", "gauge", SUSPECT_LABELS, "1 - p of the suspect's Mann-Kendall trend test."),
+    MetricSpec("leakwatch_suspect_confidence_ratio", "gauge", SUSPECT_LABELS, "1 - p of the suspect's Mann-Kendall trend test."),
     MetricSpec("leakwatch_suspect_objects", "gauge", SUSPECT_LABELS, "Live objects of a suspect counted in objects."),
     MetricSpec("leakwatch_suspect_bytes", "gauge", SUSPECT_LABELS, "Size of a suspect measured in bytes."),
     MetricSpec(
@@ -375,7 +375,7 @@ def _add_suspects(add: Callable[[str, Sequence[str], float], None], report: Repo
     for s in chosen:
         labels = [s.kind, label_of(s.kind, s.key), s.id]
         unit = "objects" if s.unit == "objects" else "bytes"
-        add("leakwatch_suspect_confidence", labels, s.confidence)
+        add("leakwatch_suspect_confidence_ratio", labels, s.confidence)
         add(f"leakwatch_suspect_{unit}", labels, s.current)
         add(f"leakwatch_suspect_growth_{unit}_per_second", labels, s.growth_per_second)
         add("leakwatch_suspect_since_timestamp_seconds", labels, s.since)

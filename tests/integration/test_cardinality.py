@@ -53,7 +53,7 @@ def test_exposition_stays_within_its_bound_under_10000_growing_types_and_sites(s
                 saw_types = len(families["leakwatch_census_objects"]) == Config().top_k
             omitted = families["leakwatch_suspects_omitted"][0].value
             if omitted > 0:
-                saw_omitted = len(families["leakwatch_suspect_confidence"]) == Config().max_suspect_series
+                saw_omitted = len(families["leakwatch_suspect_confidence_ratio"]) == Config().max_suspect_series
             time.sleep(0.5)
         assert saw_types, "the census never saw the 10,000 types"
         assert saw_omitted, "the suspects never passed the cap"

@@ -124,13 +124,13 @@ def prometheus(demo, tmp_path_factory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def recorded(prometheus, demo) -> str:
     """Prometheus once it holds the demo's Session suspect and enough samples for rates."""
-    wait_for(lambda: query(prometheus, 'leakwatch_suspect_confidence{key="leakwatch.demo.Session"}'), timeout=120, step=1)
+    wait_for(lambda: query(prometheus, 'leakwatch_suspect_confidence_ratio{key="leakwatch.demo.Session"}'), timeout=120, step=1)
     wait_for(lambda: query(prometheus, f"count_over_time(leakwatch_ticks_total[{RATE_INTERVAL}]) >= 5"), timeout=30, step=1)
     return prometheus
 
 
 def test_prometheus_records_the_suspect_and_its_growth(recorded, demo):
-    suspects = query(recorded, f'leakwatch_suspect_confidence{{job="{JOB}", instance="{demo}"}}')
+    suspects = query(recorded, f'leakwatch_suspect_confidence_ratio{{job="{JOB}", instance="{demo}"}}')
     keys = {s["metric"]["key"] for s in suspects}
     assert "leakwatch.demo.Session" in keys
     assert not any("CacheEntry" in key for key in keys)  # the bounded cache is never suspected
@@ -184,6 +184,6 @@ def test_exposition_with_suspects_and_sites_passes_promtool(recorded, demo):
     assert promtool, "promtool is missing: apt-get install prometheus (.ci/run does)"
     with urllib.request.urlopen(f"http://{demo}/metrics", timeout=10) as r:
         body = r.read()
-    assert b"leakwatch_suspect_confidence{" in body and b"leakwatch_site_bytes{" in body
+    assert b"leakwatch_suspect_confidence_ratio{" in body and b"leakwatch_site_bytes{" in body
     result = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -78,7 +78,7 @@ def test_every_metric_the_collector_emits_is_in_the_table_and_back():
 
 def test_suspects_become_labelled_series_in_their_unit():
     families = scrape(sample_report())
-    ids = {s.labels["key"]: s.labels["id"] for s in families["leakwatch_suspect_confidence"]}
+    ids = {s.labels["key"]: s.labels["id"] for s in families["leakwatch_suspect_confidence_ratio"]}
     assert ids == {
         "app.Session": suspect("type", "app.Session", 1).id,
         "app/cache.py:12": suspect("site", "app/cache.py:12", 1).id,
@@ -98,9 +98,9 @@ def test_suspect_series_are_capped_and_the_rest_counted():
         suspect("site", f"app/m.py:{i}", float(i)) for i in range(5)
     )
     families = scrape(sample_report(suspects=many), max_suspect_series=10)
-    assert len(families["leakwatch_suspect_confidence"]) == 10
+    assert len(families["leakwatch_suspect_confidence_ratio"]) == 10
     assert families["leakwatch_suspects_omitted"][0].value == 25
-    kept = {s.labels["key"] for s in families["leakwatch_suspect_confidence"]}
+    kept = {s.labels["key"] for s in families["leakwatch_suspect_confidence_ratio"]}
     # Kinds take turns, so sites are not crowded out by types; fastest first within a kind.
     assert {"app/m.py:4", "app/m.py:3", "app/m.py:2", "app/m.py:1", "app/m.py:0"} <= kept
     assert {"app.T29", "app.T28", "app.T25"} <= kept and "app.T0" not in kept

@@ -39,6 +39,7 @@ def test_at_the_defaults_a_steady_leak_is_named_when_the_report_said_it_would_be
         names = [s.key for s in report.suspects]
         assert any(name.endswith("Record") for name in names), report.summary()
         assert report.summary().startswith(f"{len(names)} suspected leak(s)")
+        assert not set(report.candidates) & {s.series for s in report.suspects}, "a suspect is no candidate any more"
     finally:
         watcher.stop()
 
