@@ -30,7 +30,8 @@ COMPOSE = os.path.join(COMPOSE_DIR, "compose.yaml")
 KUBERNETES_DIR = os.path.join(DEPLOY, "kubernetes")
 
 # The Grafana variables dashboard expressions may use, and what `substitute` puts by default.
-DASHBOARD_VARIABLES = {"job": ".+", "instance": ".+", "__rate_interval": "1m"}
+# worker: ".*", the dashboard's "All", which also matches the series of processes without one.
+DASHBOARD_VARIABLES = {"job": ".+", "instance": ".+", "worker": ".*", "__rate_interval": "1m"}
 # $name or ${name}; Grafana's legacy [[name]] form is rejected by the dashboard tests.
 VARIABLE = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
 
@@ -83,7 +84,7 @@ def variables(expr: str) -> set[str]:
     return {braced or bare for braced, bare in VARIABLE.findall(expr)}
 
 
-def substitute(expr: str, job: str = ".+", instance: str = ".+", rate_interval: str = "1m") -> str:
-    """`expr` with $job, $instance and $__rate_interval replaced; KeyError for any other variable."""
-    values = {"job": job, "instance": instance, "__rate_interval": rate_interval}
+def substitute(expr: str, job: str = ".+", instance: str = ".+", rate_interval: str = "1m", worker: str = ".*") -> str:
+    """`expr` with $job, $instance, $worker and $__rate_interval replaced; KeyError for any other variable."""
+    values = {"job": job, "instance": instance, "worker": worker, "__rate_interval": rate_interval}
     return VARIABLE.sub(lambda m: values[m.group(1) or m.group(2)], expr)

@@ -39,20 +39,30 @@ def test_identity_is_stable():
     assert "id" not in dashboard or dashboard["id"] is None  # an id would tie the file to one Grafana database
 
 
-def test_variables_are_datasource_job_and_instance():
-    assert [v["name"] for v in load_dashboard()["templating"]["list"]] == ["datasource", "job", "instance"]
+def test_variables_are_datasource_job_instance_and_worker():
+    assert [v["name"] for v in load_dashboard()["templating"]["list"]] == ["datasource", "job", "instance", "worker"]
     datasource = variable("datasource")
     assert (datasource["type"], datasource["query"]) == ("datasource", "prometheus")
-    job, instance = variable("job"), variable("instance")
+    job, instance, worker = variable("job"), variable("instance"), variable("worker")
     assert query_of(job) == "label_values(leakwatch_info, job)"
     assert query_of(instance) == 'label_values(leakwatch_info{job=~"$job"}, instance)'
-    for var in (job, instance):
+    assert query_of(worker) == 'label_values(leakwatch_info{job=~"$job", instance=~"$instance"}, worker)'
+    for var in (job, instance, worker):
         assert var["type"] == "query"
         assert var["datasource"] == DATASOURCE
         assert var["multi"] is True and var["includeAll"] is True
-        # A custom "All" value such as .* would match targets that do not run leakwatch
-        # (process_resident_memory_bytes comes from every Python exporter).
-        assert not var.get("allValue")
+    # A custom "All" value such as .* would match targets that do not run leakwatch
+    # (process_resident_memory_bytes comes from every Python exporter); job and instance have none.
+    assert not job.get("allValue") and not instance.get("allValue")
+    # Within those targets, "All" workers must also match the series of a process that is no
+    # pre-fork server (they have no worker label), which only .* does.
+    assert worker["allValue"] == ".*"
+
+
+def test_the_dashboard_says_what_it_requires():
+    requires = {(r["type"], r["id"]) for r in load_dashboard()["__requires"]}
+    assert {("grafana", "grafana"), ("datasource", "prometheus")} <= requires
+    assert {("panel", p["type"]) for p in dashboard_panels() if p["type"] != "row"} <= requires
 
 
 def test_every_panel_has_a_title_a_description_and_the_datasource_variable():
@@ -71,16 +81,16 @@ def test_every_target_uses_the_datasource_variable():
         assert target.get("expr"), panel["title"]
 
 
-def test_every_selector_filters_on_job_and_instance():
+def test_every_selector_filters_on_job_instance_and_worker():
     for panel, target in dashboard_targets():
         selectors = SELECTOR.findall(target["expr"])
         assert selectors, (panel["title"], target["expr"])
         for metric, matchers in selectors:
             found = {m.replace(" ", "") for m in matchers.strip("{}").split(",")}
-            assert {'job=~"$job"', 'instance=~"$instance"'} <= found, (panel["title"], metric)
+            assert {'job=~"$job"', 'instance=~"$instance"', 'worker=~"$worker"'} <= found, (panel["title"], metric)
 
 
-def test_exprs_use_only_job_instance_and_rate_interval():
+def test_exprs_use_only_the_dashboards_variables():
     for panel, target in dashboard_targets():
         expr = target["expr"]
         assert "[[" not in expr, panel["title"]
