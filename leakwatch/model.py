@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from leakwatch.costs import Budget, Costs
 
 KINDS = ("type", "site", "process")
+# How a site key joins its frames (leakwatch.probes.sites.site_key), allocating frame first:
+# "file.py:12 <- caller.py:40".
+SITE_SEPARATOR = " <- "
 PROCESS_OBJECT_KEYS = frozenset({"py_blocks"})
 
 
@@ -124,6 +127,19 @@ class Suspect:
         if self.detail:
             line += f" [{self.detail}]"
         return line
+
+
+def leak_ids(suspects: Sequence[Suspect]) -> dict[str, str]:
+    """The leak each suspect belongs to, by suspect id: a site suspect whose line is among the
+    allocation sites of a type suspect belongs to that type's leak (the type's id); every other
+    suspect is a leak of its own. Ids are the same in every process, so one leak in many
+    workers or pods has one id everywhere."""
+    by_line: dict[str, str] = {}
+    for s in suspects:
+        if s.kind == "type":
+            for site in s.sites:
+                by_line.setdefault(site.partition(SITE_SEPARATOR)[0], s.id)
+    return {s.id: by_line.get(s.key.partition(SITE_SEPARATOR)[0], s.id) if s.kind == "site" else s.id for s in suspects}
 
 
 def seconds(value: float) -> str:

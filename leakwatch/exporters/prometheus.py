@@ -28,16 +28,16 @@ from prometheus_client.metrics_core import (
 
 from leakwatch.config import Config
 from leakwatch.costs import Budget
-from leakwatch.model import KINDS, Report, SeriesKey, Suspect
+from leakwatch.model import KINDS, SITE_SEPARATOR, Report, SeriesKey, Suspect, leak_ids
 from leakwatch.prefork.merge import master_pid, workers_of
 
 # Longest label value exported; longer type and site strings keep their end (the class or the
 # file and line), prefixed by "...".
 MAX_LABEL_LENGTH = 120
 # Labels of the per-suspect series.
-SUSPECT_LABELS = ("kind", "key", "id")
-# How a site key joins its frames (leakwatch.probes.sites.site_key): allocating frame first.
-SITE_SEPARATOR = " <- "
+# `leak`: the id of the leak a suspect belongs to (a type and the lines that allocate it are
+# one leak; see model.leak_ids), so alerts and the fleet view fold them together.
+SUSPECT_LABELS = ("kind", "key", "id", "leak")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -372,8 +372,9 @@ def _add_suspects(add: Callable[[str, Sequence[str], float], None], report: Repo
         add("leakwatch_suspects", [kind], count)
     chosen = exported_suspects(report.suspects, cap)
     add("leakwatch_suspects_omitted", [], len(report.suspects) - len(chosen))
+    leaks = leak_ids(report.suspects)
     for s in chosen:
-        labels = [s.kind, label_of(s.kind, s.key), s.id]
+        labels = [s.kind, label_of(s.kind, s.key), s.id, leaks[s.id]]
         unit = "objects" if s.unit == "objects" else "bytes"
         add("leakwatch_suspect_confidence_ratio", labels, s.confidence)
         add(f"leakwatch_suspect_{unit}", labels, s.current)

@@ -30,7 +30,8 @@ NOT_ON_DASHBOARD = {
     "leakwatch_trace_slowdown_ratio": "absent until leakwatch first wants a window of its own; "
     "what it costs shows in Tracing against its budget",
 }
-METRIC_NAME = re.compile(r"\b(?:leakwatch|process|python)_\w+")
+# Not the middle of a recording rule's name (job_leak:leakwatch_...:count).
+METRIC_NAME = re.compile(r"(?<![:\w])(?:leakwatch|process|python)_\w+(?!:)")
 STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
@@ -51,7 +52,7 @@ def names_in(expr: str) -> set[str]:
 
 def prometheusrule_exprs() -> list[tuple[str, str]]:
     (rule,) = [doc for doc in load_yaml_documents(PROMETHEUS_RULE) if doc["kind"] == "PrometheusRule"]
-    return [(r["alert"], r["expr"]) for group in rule["spec"]["groups"] for r in group["rules"]]
+    return [(r.get("alert") or r["record"], r["expr"]) for group in rule["spec"]["groups"] for r in group["rules"]]
 
 
 def rule_test_series() -> list[tuple[str, str]]:

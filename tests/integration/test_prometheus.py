@@ -31,7 +31,15 @@ RATE_INTERVAL = "10s"
 # whose expression must return nothing (leakwatch is healthy and has fewer suspects than its cap).
 # LeakwatchOverBudget stays quiet: the cost governor keeps a watcher within its budget up to
 # a 120 s interval (its firing is tested by promtool in tests/deploy).
-FIRING = {"LeakwatchLeakSuspected", "LeakwatchMemoryLimitProjected"}
+FIRING = {
+    "LeakwatchLeakSuspected",
+    "LeakwatchMemoryLimitProjected",
+    # The recording rules behind the one-alert-per-leak rule and the fleet view hold while it leaks.
+    "job_leak:leakwatch_suspect_processes:count",
+    "job_leak_kind_key:leakwatch_suspect_confidence_ratio:max",
+    "job_leak:leakwatch_suspect_growth_bytes_per_second:max",
+    "job_leak:leakwatch_suspect_growth_objects_per_second:max",
+}
 QUIET = {"LeakwatchSuspectsOmitted", "LeakwatchErrors", "LeakwatchStalled", "LeakwatchOverBudget"}
 
 
@@ -126,6 +134,10 @@ def recorded(prometheus, demo) -> str:
     """Prometheus once it holds the demo's Session suspect and enough samples for rates."""
     wait_for(lambda: query(prometheus, 'leakwatch_suspect_confidence_ratio{key="leakwatch.demo.Session"}'), timeout=120, step=1)
     wait_for(lambda: query(prometheus, f"count_over_time(leakwatch_ticks_total[{RATE_INTERVAL}]) >= 5"), timeout=30, step=1)
+    # and once its rules have recorded what they derive from the suspect (they run every second).
+    for name, _ in rule_exprs():
+        if ":" in name:
+            wait_for(lambda name=name: query(prometheus, name), timeout=30, step=1)
     return prometheus
 
 

@@ -221,7 +221,7 @@ def deploy_page() -> str:
 
 
 def test_deploy_alert_table_lists_every_alert_with_its_severity():
-    rules = [(r["alert"], r["labels"]["severity"]) for group in rule_groups() for r in group["rules"]]
+    rules = [(r["alert"], r["labels"]["severity"]) for group in rule_groups() for r in group["rules"] if "alert" in r]
     assert re.findall(r"^\| `(\w+)` \| (\w+) \| .+ \|$", deploy_page(), re.M) == rules
 
 

@@ -156,7 +156,8 @@ def test_the_collector_labels_each_live_workers_series(tmp_path):
     ticks = {s.labels["worker"]: s.value for s in families["leakwatch_ticks"].samples if s.name == "leakwatch_ticks_total"}
     assert ticks == {"0": 4, "1": 6}
     (suspect,) = families["leakwatch_suspect_objects"].samples
-    assert suspect.labels == {"worker": "0", "kind": "type", "key": "app.Session", "id": suspect.labels["id"]}
+    sid = suspect.labels["id"]
+    assert suspect.labels == {"worker": "0", "kind": "type", "key": "app.Session", "id": sid, "leak": sid}
     first.release()
     families = {f.name: f for f in LeakwatchCollector(Master(str(tmp_path))).collect()}
     assert {s.labels["worker"] for s in families["leakwatch_ticks"].samples} == {"1"}
