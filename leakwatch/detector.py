@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 
 from leakwatch.history import History, Series
-from leakwatch.model import Sample, SeriesKey, Suspect, unit_of
+from leakwatch.model import CPU_KEY, Sample, SeriesKey, Suspect, unit_of
 from leakwatch.trend import MIN_POINTS, Trend, assess, binned, past_floor, still_growing, subsample, theil_sen
 
 PROCESS_SUSPECT_KEY = "rss"
@@ -51,6 +51,9 @@ CONFIRM = 0.5
 SITE_TRIGGER_AGE = CONFIRM
 # Sites are judged on most of a tracing window, so that turnover has time to level off.
 SITE_SPAN = 0.75
+# A suspect that stops growing is held (not cleared) while the process's CPU over the last
+# window is at most this share of what it was while the suspect grew: its load stopped.
+QUIET_SHARE = 0.25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,6 +166,35 @@ def _slope_between(series: Series | None, t0: float, t1: float) -> float | None:
         return None
     idx = [i + k for k in subsample(j - i)]
     return theil_sen([series.t[k] for k in idx], [series.lo[k] for k in idx])
+
+
+def held(suspect: Suspect, series: Series, cpu: Series | None, now: float, p: Params) -> bool:
+    """Whether a confirmed suspect that stopped growing is a leak whose load stopped, not a
+    structure that filled up: the process went quiet (its CPU over the last window is at most
+    `QUIET_SHARE` of what it was while the suspect grew) and the suspect still holds at least
+    the least growth of a window above where its growth began. It stays a suspect ("held")
+    until that memory is released, or the load comes back without the growth (a leak grows
+    again with its load; a full structure does not).
+
+    A site's series restarts with each tracing window, and says nothing once its window closed.
+    """
+    if suspect.kind == "site" or cpu is None or not len(series):
+        return False
+    if series.last() - suspect.baseline < p.min_rate(suspect.unit) * p.window:
+        return False  # released
+    grew_from, grew_to = suspect.since - p.epoch, suspect.confirmed_at - p.epoch
+    busy = _cpu_rate(cpu, grew_from, max(grew_to, grew_from + 0.5 * p.window))
+    quiet = _cpu_rate(cpu, now - p.window, now)
+    return busy is not None and quiet is not None and busy > 0.0 and quiet <= QUIET_SHARE * busy
+
+
+def _cpu_rate(cpu: Series, t0: float, t1: float) -> float | None:
+    """CPU seconds per second between `t0` and `t1`, from the cumulative `cpu_seconds` series
+    (None when the history does not cover half of that span)."""
+    i, j = cpu.since(t0), cpu.since(t1 + 1e-9) - 1
+    if j <= i or cpu.t[j] - cpu.t[i] < 0.5 * (t1 - t0):
+        return None
+    return max(0.0, cpu.hi[j] - cpu.lo[i]) / (cpu.t[j] - cpu.t[i])
 
 
 def memory_growth(history: History, now: float, window: float) -> float | None:
@@ -285,11 +317,17 @@ def detect(
                     confirmed_at=before.confirmed_at if before else now + p.epoch,
                     sites=sites,
                     detail=detail,
+                    baseline=before.baseline if before else trend.base,
                 )
             )
         elif before is not None and still_rising(kind, unit, series, now, p):
             sites = type_sites.get(key) or before.sites
-            suspects.append(dataclasses.replace(before, current=series.last(), sites=sites))
+            suspects.append(dataclasses.replace(before, current=series.last(), sites=sites, state="growing"))
+        elif before is not None and held(before, series, history.get("process", CPU_KEY), now, p):
+            sites = type_sites.get(key) or before.sites
+            suspects.append(
+                dataclasses.replace(before, current=series.last(), sites=sites, growth_per_second=0.0, state="held")
+            )
         elif before is None and ident in prior.pending and now - prior.pending[ident][1] <= GAP * p.window:
             pending[ident] = prior.pending[ident]
 

@@ -14,6 +14,8 @@ KINDS = ("type", "site", "process")
 # "file.py:12 <- caller.py:40".
 SITE_SEPARATOR = " <- "
 PROCESS_OBJECT_KEYS = frozenset({"py_blocks"})
+# The process series of its CPU time so far (seconds, all threads): how busy it is.
+CPU_KEY = "cpu_seconds"
 
 
 class SeriesKey(NamedTuple):
@@ -82,6 +84,9 @@ class Suspect:
     - `confirmed_at`: wall-clock time the suspect was first confirmed.
     - `sites`: for a type, allocation sites of sampled live instances, when tracing caught them.
     - `detail`: one line for humans.
+    - `baseline`: the value where the growth began, in `unit`.
+    - `state`: "growing", or "held": it stopped growing when the process went quiet (its load
+      stopped) and still holds what it leaked above `baseline`; `growth_per_second` is then 0.
     - `id`: a stable hash of kind and key.
     """
 
@@ -95,6 +100,8 @@ class Suspect:
     confirmed_at: float = 0.0
     sites: tuple[str, ...] = ()
     detail: str = ""
+    baseline: float = 0.0
+    state: str = "growing"
     id: str = ""
 
     def __post_init__(self) -> None:
@@ -120,8 +127,13 @@ class Suspect:
 
     def describe(self) -> str:
         """One human line: what grows, how fast, how big."""
-        rate = human(self.growth_per_second * 60, self.unit)
-        line = f"{self.kind} {self.key}: +{rate}/min, now {human(self.current, self.unit)} (confidence {self.confidence:.3f})"
+        now = human(self.current, self.unit)
+        if self.state == "held":
+            held = human(self.current - self.baseline, self.unit)
+            line = f"{self.kind} {self.key}: no longer growing, still holds {held} more than when it began, now {now}"
+        else:
+            rate = human(self.growth_per_second * 60, self.unit)
+            line = f"{self.kind} {self.key}: +{rate}/min, now {now} (confidence {self.confidence:.3f})"
         if self.sites:
             line += " allocated at " + ", ".join(self.sites)
         if self.detail:

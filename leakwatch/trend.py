@@ -42,6 +42,7 @@ class Trend:
     p: float
     current: float
     since: float  # sample-clock time the growth began, as far as the window shows
+    base: float = 0.0  # the value there (the first quarter's floor)
 
 
 
@@ -163,7 +164,7 @@ def assess(
     for ti, low in zip(t, lo, strict=True):
         if low <= floors[0]:
             since = ti
-    return Trend(slope=slope, p=p, current=lo[-1], since=since)
+    return Trend(slope=slope, p=p, current=lo[-1], since=since, base=floors[0])
 
 
 def binned(series: Series, i: int, bins: int = BINS) -> tuple[list[float], list[float], list[float]]:

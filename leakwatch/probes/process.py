@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import psutil
 
+from leakwatch.model import CPU_KEY
+
 
 class ProcessProbe:
-    """Reads `rss` (bytes), `uss` (bytes, when enabled) and `py_blocks` (pymalloc blocks in use).
+    """Reads `rss` (bytes), `uss` (bytes, when enabled), `py_blocks` (pymalloc blocks in use)
+    and `cpu_seconds` (the process's CPU time so far, all threads).
 
     `py_blocks` is cheap Python-visible memory: it grows when Python objects accumulate, and
     stays flat when a C extension mallocs behind Python's back.
@@ -33,7 +37,12 @@ class ProcessProbe:
     def read(self, own_blocks: int = 0) -> dict[str, float]:
         """Read memory; `own_blocks` (leakwatch's own interpreter blocks) is left out of py_blocks."""
         proc = self._process()
-        values: dict[str, float] = {"py_blocks": float(sys.getallocatedblocks() - own_blocks)}
+        values: dict[str, float] = {
+            "py_blocks": float(sys.getallocatedblocks() - own_blocks),
+            # How busy the process is: a leak that stops with its load is told from a
+            # structure that fills up while the load goes on (see detector.held).
+            CPU_KEY: time.process_time(),
+        }
         if self.uss:
             full = proc.memory_full_info()
             values["rss"] = float(full.rss)

@@ -316,3 +316,48 @@ def test_site_turning_over_a_bounded_structure_is_not_flagged():
     }
     verdicts = simulate(signals, duration=100, interval=1, params=params, tracing=lambda t: t >= 60)
     assert keys_ever(verdicts, "site") == set()
+
+
+CPU = ("process", "cpu_seconds")
+
+
+def test_a_leak_whose_load_stops_is_held_until_its_memory_is_released():
+    """Load (and CPU) stops at 200 s and the leaked objects stay: the suspect is held, growth 0,
+    for as long as they are; released at 500 s, it clears."""
+    verdicts = simulate(
+        {TYPE: lambda t: 10 * min(t, 200) if t < 500 else 0.0, CPU: lambda t: 0.5 * min(t, 200) + 0.001 * t},
+        duration=600,
+        interval=1,
+        params=PARAMS,
+    )
+    assert verdicts[199].suspects[0].state == "growing"
+    held = verdicts[450].suspects
+    assert [(s.key, s.state, s.growth_per_second) for s in held] == [(TYPE[1], "held", 0.0)]
+    assert held[0].current - held[0].baseline >= 1500, "it still holds what it leaked"
+    assert all(v.suspects and v.suspects[0].id == held[0].id for v in verdicts[200:500])
+    assert not verdicts[-1].suspects
+
+
+def test_a_structure_that_fills_while_the_load_goes_on_is_cleared_not_held():
+    verdicts = simulate(
+        {TYPE: lambda t: 10 * min(t, 200), CPU: lambda t: 0.5 * t},
+        duration=400,
+        interval=1,
+        params=PARAMS,
+    )
+    assert verdicts[199].suspects
+    cleared = next(i for i in range(200, 401) if not verdicts[i].suspects)
+    assert cleared <= 200 + PARAMS.window * 2.1
+
+
+def test_a_held_leak_grows_again_when_its_load_comes_back():
+    verdicts = simulate(
+        {TYPE: lambda t: 10 * (min(t, 200) + max(0.0, t - 400)), CPU: lambda t: 0.5 * (min(t, 200) + max(0.0, t - 400))},
+        duration=600,
+        interval=1,
+        params=PARAMS,
+    )
+    assert verdicts[350].suspects[0].state == "held"
+    again = verdicts[-1].suspects[0]
+    assert again.state == "growing" and again.growth_per_second > 5
+    assert again.since == verdicts[199].suspects[0].since, "the same leak, from where it began"
