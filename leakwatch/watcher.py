@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
-import errno
 import gc
 import json
 import logging
@@ -32,12 +31,11 @@ from leakwatch.prefork.member import Membership
 from leakwatch.prefork.slots import WorkerReport
 from leakwatch.probes.process import run_and_wait_seconds
 from leakwatch.sampler import Sampler
+from leakwatch.server.exposure import Exposure
 
 if TYPE_CHECKING:  # imported when used: most processes never serve, and import time is the host's
     from leakwatch import refgraph
-    from leakwatch.exporters.prometheus import LeakwatchCollector
     from leakwatch.graphdir import GraphDir
-    from leakwatch.server.standalone import MetricsServer
 
 logger = logging.getLogger(__name__)
 
@@ -81,10 +79,7 @@ class Watcher:
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._fork_locked = False
-        self._registry = registry
-        self._collector: LeakwatchCollector | None = None
-        self._server: MetricsServer | None = None
-        self._serve_later = False  # a sibling whose port another sibling holds
+        self._exposure = Exposure(self, self.config, registry)
         self._graph_dir: GraphDir | None = None  # made on the first tick with graph_dir set
         self._prefork = Membership(self.config)
         self._register_fork_hook()
@@ -122,18 +117,18 @@ class Watcher:
             return self
         self._thread = thread
         atexit.register(self._stop_at_exit)
-        self._start_exporting()
+        self._exposure.start(self.role)
         if self.config.tracemalloc == "always":
             with self._tick_lock:
                 self._pipeline.tracing.open(self._clock())
         return self
 
     def _start_master(self) -> Watcher:
-        if self._server is not None or self._collector is not None or not self._prefork.open_master():
+        if self._exposure.active or not self._prefork.open_master():
             return self
         self._stop_event = threading.Event()
         atexit.register(self._stop_at_exit)
-        self._start_exporting()
+        self._exposure.start(self.role)
         return self
 
     @property
@@ -154,7 +149,7 @@ class Watcher:
         self._stop_event.set()
         self._prefork.serving = False
         atexit.unregister(self._stop_at_exit)
-        self._stop_exporting(timeout)
+        self._exposure.stop(timeout)
         thread = self._thread
         if thread is threading.current_thread():
             return True
@@ -185,78 +180,7 @@ class Watcher:
     @property
     def server_address(self) -> tuple[str, int] | None:
         """(host, port) the HTTP server listens on, or None when it is not serving."""
-        server = self._server
-        return None if server is None else server.address
-
-    def _start_exporting(self) -> None:
-        """Register the collector and start the server, as asked; a failure is logged, never raised."""
-        if self._registry is not None and self._collector is None:
-            try:
-                from leakwatch.exporters.prometheus import LeakwatchCollector
-
-                collector = LeakwatchCollector(self)
-                self._registry.register(collector)
-                self._collector = collector
-            except Exception as e:  # a registry that already has these names, or not a registry
-                logger.error("leakwatch: cannot register its metrics in the given registry: %s", e)
-        self._serve()
-
-    def _serve(self) -> None:
-        """Serve HTTP on the port option, if set and this role serves. A sibling that finds the
-        port taken (by a sibling) publishes for it, and tries again after each tick: it takes
-        the port over when the one serving exits."""
-        port = self.config.port
-        if port is not None and self._server is None and self.role != "worker":
-            try:
-                from leakwatch.server.standalone import MetricsServer
-
-                server = MetricsServer(self, self.config.host, port)
-                host, bound = server.start()
-            except OSError as e:
-                if self.role == "sibling" and e.errno == errno.EADDRINUSE:
-                    if not self._serve_later:
-                        logger.info(
-                            "leakwatch: port %s is served by another worker of this server; this worker's report "
-                            "is published for it (and it takes the port over if that worker exits)",
-                            port,
-                        )
-                    self._serve_later = True
-                    return
-                logger.error(
-                    "leakwatch: cannot serve HTTP on %s port %s: %s; sampling goes on without the server "
-                    "(port=0 picks a free port%s)",
-                    self.config.host,
-                    port,
-                    e,
-                    "; if the processes of one server each start leakwatch, start it in their master with "
-                    "prefork=master, or have them publish into workers_dir for `leakwatch serve`"
-                    if e.errno == errno.EADDRINUSE
-                    else "",
-                )
-                return
-            except Exception as e:
-                logger.error(
-                    "leakwatch: cannot serve HTTP on %s port %s: %s; sampling goes on without the server "
-                    "(port=0 picks a free port)",
-                    self.config.host,
-                    port,
-                    e,
-                )
-                return
-            self._server, self._serve_later = server, False
-            shown = f"[{host}]" if ":" in host else host
-            logger.info("leakwatch: serving /metrics and /api/suspects on http://%s:%d/", shown, bound)
-
-    def _stop_exporting(self, timeout: float | None = 2.0) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.stop(2.0 if timeout is None else min(timeout, 2.0))
-        collector, self._collector = self._collector, None
-        if collector is not None:
-            try:
-                self._registry.unregister(collector)
-            except KeyError:
-                pass
+        return self._exposure.address
 
     def _stop_at_exit(self) -> None:
         self.stop(timeout=1.0)
@@ -279,8 +203,8 @@ class Watcher:
                     continue
                 self._tick_safely()
                 self._prefork.publish(self._report)
-                if self._serve_later:
-                    self._serve()
+                if self._exposure.serve_later:
+                    self._exposure.serve(self.role)
                 pipeline = self._pipeline
                 self._next_tick_at = self._clock() + pipeline.tracing.gap(pipeline.governor.interval)
         finally:
@@ -350,10 +274,7 @@ class Watcher:
         self._stop_event = threading.Event()
         self._thread = None
         self._pid = os.getpid()
-        if self._server is not None:
-            # The parent keeps serving on its socket; the child closes its copy.
-            self._server.abandon()
-            self._server = None
+        self._exposure.abandon()
         # The child is a new process: its warm-up, history and verdict start afresh.
         self._pipeline = Pipeline(self.config, self._clock, self._epoch, self._sampler, self._pipeline.governor.slowdown)
         self._report = self._pipeline.report
