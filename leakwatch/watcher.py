@@ -27,7 +27,7 @@ from leakwatch.errors import LeakwatchError
 from leakwatch.files import write_atomically
 from leakwatch.model import Report, Suspect
 from leakwatch.pipeline import Pipeline
-from leakwatch.prefork.member import Membership
+from leakwatch.prefork.member import PUBLISHING, Membership
 from leakwatch.prefork.slots import WorkerReport
 from leakwatch.probes.process import run_and_wait_seconds
 from leakwatch.sampler import Sampler
@@ -40,6 +40,8 @@ if TYPE_CHECKING:  # imported when used: most processes never serve, and import 
 logger = logging.getLogger(__name__)
 
 THREAD_NAME = "leakwatch"
+# How often a worker looks for a graph its master asks for (one stat of a file).
+GRAPH_REQUEST_POLL_SECONDS = 1.0
 
 
 class Watcher:
@@ -134,7 +136,7 @@ class Watcher:
     @property
     def workers_dir(self) -> str:
         """The directory a pre-fork master's workers publish into ("" otherwise)."""
-        return self._prefork.directory if self.role in ("master", "worker") else ""
+        return self._prefork.directory if self.role in ("master", "worker", "sibling") else ""
 
     def worker_reports(self) -> list[WorkerReport]:
         """A pre-fork master's live workers' latest reports, by slot ([] in other roles)."""
@@ -201,6 +203,9 @@ class Watcher:
             while not stop.wait(self._next_wait()):
                 if self._open_planned_window():
                     continue
+                self._answer_graph_request()
+                if self._clock() < self._pipeline.tracing.due(self._next_tick_at) - 0.005:
+                    continue  # woke to look for a graph request only (a tick, or a window's end, is later)
                 self._tick_safely()
                 self._prefork.publish(self._report)
                 if self._exposure.serve_later:
@@ -212,8 +217,29 @@ class Watcher:
                 self._finish()
 
     def _next_wait(self) -> float:
-        """Seconds to what the thread does next: a tick, or opening or closing a tracing window."""
-        return max(0.005, self._pipeline.tracing.due(self._next_tick_at) - self._clock())
+        """Seconds to what the thread does next: a tick, opening or closing a tracing window, or
+        (in a process that publishes to a master or its siblings) looking for a graph request."""
+        due = self._pipeline.tracing.due(self._next_tick_at) - self._clock()
+        if self.role in PUBLISHING:
+            due = min(due, GRAPH_REQUEST_POLL_SECONDS)
+        return max(0.005, due)
+
+    def _answer_graph_request(self) -> None:
+        """Draw the graph the process serving this worker asks for, if it asks."""
+        request = self._prefork.graph_request()
+        if request is None:
+            return
+        try:
+            from leakwatch.refgraph.rendering import as_bytes
+
+            body = as_bytes(self.graph(request.target, request.format, samples=request.samples, max_depth=request.depth))
+        except LeakwatchError as e:
+            self._prefork.answer_graph(request, None, str(e))
+        except Exception:
+            logger.warning("leakwatch: drawing a graph a master asked for failed", exc_info=True)
+            self._prefork.answer_graph(request, None, "drawing the graph failed (see the worker's log)")
+        else:
+            self._prefork.answer_graph(request, body)
 
     def _open_planned_window(self) -> bool:
         """Start the tracing window planned for now, if one is; True when it started."""

@@ -8,7 +8,7 @@ import os
 
 from leakwatch.config import Config
 from leakwatch.model import Report
-from leakwatch.prefork import roles, slots
+from leakwatch.prefork import graphs, roles, slots
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,20 @@ class Membership:
         if self._slot is not None:
             self._slot.release()
             self._slot = None
+
+    def graph_request(self) -> graphs.GraphRequest | None:
+        """A graph the process serving this worker asks it to draw, taken; None when none waits."""
+        if self._slot is None:
+            return None
+        return graphs.take(self.directory, self._slot.number)
+
+    def answer_graph(self, request: graphs.GraphRequest, body: bytes | None, error: str = "") -> None:
+        if self._slot is None:
+            return
+        try:
+            graphs.answer(self.directory, self._slot.number, request, body, error)
+        except OSError as e:
+            logger.warning("leakwatch: cannot answer a graph request in %s: %s", self.directory, e)
 
     def worker_reports(self) -> list[slots.WorkerReport]:
         """The live workers' latest reports, by slot, as a master or sibling sees them ([] in

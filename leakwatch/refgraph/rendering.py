@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from typing import Any
@@ -76,3 +77,12 @@ def to_svg(dot_text: str, timeout: float = SVG_TIMEOUT_SECONDS) -> bytes:
     if result.returncode != 0:
         raise LeakwatchError(f"dot failed: {result.stderr.decode(errors='replace')[:500]}")
     return result.stdout
+
+
+def as_bytes(rendered: Any) -> bytes:
+    """A rendered graph as the bytes an HTTP answer or a file carries: JSON text for a dict."""
+    if isinstance(rendered, dict):
+        return json.dumps(rendered, indent=2).encode() + b"\n"
+    if isinstance(rendered, str):
+        return rendered.encode()
+    return bytes(rendered)

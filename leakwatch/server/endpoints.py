@@ -30,6 +30,8 @@ GRAPH_PARAMS = ("suspect", "type", "site", "format", "samples", "depth")
 # Bounds on what one graph request may ask for.
 GRAPH_SAMPLES = (1, 32)
 GRAPH_DEPTH = (1, 64)
+# A worker looks for a graph request once a second, then draws within graph_budget.
+ASK_SLACK_SECONDS = 3.0
 GRAPH_CONTENT_TYPES = {"json": "application/json", "dot": "text/vnd.graphviz; charset=utf-8", "svg": "image/svg+xml"}
 
 Source = ReportSource | Callable[[], ReportSource | None]
@@ -128,12 +130,6 @@ class Endpoints:
         if source is None:
             return text_response("503 Service Unavailable", "leakwatch is not started in this process\n")
         config = source.config
-        if workers_of(source) is not None:
-            return text_response(
-                "404 Not Found",
-                "this is a pre-fork master, which holds none of its workers' objects; graphs are drawn in the workers: "
-                "set graph_dir and put a graph-request file there\n",
-            )
         if not config.graphs:
             return text_response(
                 "404 Not Found", "/api/graph is off; start leakwatch with graphs=true (LEAKWATCH_GRAPHS=1) to serve it\n"
@@ -142,25 +138,37 @@ class Endpoints:
             return text_response(
                 "401 Unauthorized", "/api/graph needs 'Authorization: Bearer <token>'\n", (("WWW-Authenticate", "Bearer"),)
             )
+        live = workers_of(source)
         try:
-            request = _graph_request(params, source.report())
+            request = _graph_request(params, source.report() if live is None else merged_report(source))
         except ValueError as e:
             return text_response("400 Bad Request", f"{e}\n")
+        target, format_, samples, depth = request
+        if live is not None:
+            # A master holds none of its workers' objects: the worker that reports the target draws it.
+            holder = next((w for w in live if any(target in (s.id, s.key) for s in w.report.suspects)), None)
+            holder = holder or (live[0] if live else None)
+            if holder is None:
+                return text_response("503 Service Unavailable", "no worker reports yet; try again\n", (("Retry-After", "5"),))
         if not self._graphing.acquire(blocking=False):
             return text_response("429 Too Many Requests", "a graph is being drawn; try again shortly\n", (("Retry-After", "5"),))
         try:
-            draw = getattr(source, "graph", None)
-            if draw is None:
-                return text_response("404 Not Found", "this report source draws no graphs\n")
-            target, format_, samples, depth = request
-            rendered = draw(target, format_, samples=samples, max_depth=depth)
+            if live is not None and holder is not None:
+                from leakwatch.prefork.graphs import ask
+
+                directory = getattr(source, "workers_dir", "")
+                body = ask(directory, holder.slot, target, format_, samples, depth, config.graph_budget + ASK_SLACK_SECONDS)
+            else:
+                draw = getattr(source, "graph", None)
+                if draw is None:
+                    return text_response("404 Not Found", "this report source draws no graphs\n")
+                from leakwatch.refgraph.rendering import as_bytes
+
+                body = as_bytes(draw(target, format_, samples=samples, max_depth=depth))
         except LeakwatchError as e:
             return text_response("503 Service Unavailable", f"{e}\n", (("Retry-After", "5"),))
         finally:
             self._graphing.release()
-        body = json.dumps(rendered, indent=2).encode() + b"\n" if isinstance(rendered, dict) else rendered
-        if isinstance(body, str):
-            body = body.encode()
         return Response("200 OK", (("Content-Type", GRAPH_CONTENT_TYPES[format_]),), body)
 
 

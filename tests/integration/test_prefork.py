@@ -260,6 +260,24 @@ def test_the_config_module_without_leakwatch_run(gunicorn):
     assert sorted(worker_labels(served)) == ["0", "1"]
 
 
+@pytest.mark.parametrize("zero_code", [True, False], ids=["master", "siblings"])
+def test_the_served_endpoint_draws_a_workers_graph_by_asking_that_worker(gunicorn, zero_code):
+    """The master (or the sibling holding the port) holds none of the leak's objects: /api/graph
+    asks the worker that reports it, which draws the graph and answers through their directory."""
+    app = "leaky_wsgi:app" if zero_code else "leaky_inapp:app"
+    served = gunicorn("-w", "2", app, zero_code=zero_code, env={"LEAKWATCH_GRAPHS": "true"})
+    wait_for(
+        lambda: served.drive("/leak", limit=100) and any(LEAKING_TYPE in keys for keys in suspects_by_pid(served).values()),
+        60,
+        0.5,
+    )
+    graph = json.loads(get(f"{served.metrics}/api/graph?type={LEAKING_TYPE}&samples=4", timeout=60))
+    assert graph["target"] == LEAKING_TYPE and graph["instances"] > 0
+    assert any("_sessions" in path["text"] for path in graph["paths"]), graph["paths"]
+    dot = get(f"{served.metrics}/api/graph?type={LEAKING_TYPE}&format=dot&samples=2", timeout=60).decode()
+    assert dot.startswith("digraph") and "_sessions" in dot
+
+
 def test_recycled_workers_keep_the_worker_label_bounded(gunicorn):
     served = gunicorn("-w", "2", "--max-requests", "40", "leaky_wsgi:app")
     seen_pids: set[int] = set()
@@ -283,6 +301,8 @@ def test_a_killed_workers_series_go_away(gunicorn):
     after = wait_for(lambda: (w := served.workers()) and len(w) == 2 and w, timeout=30, step=0.1)
     assert sorted(w["worker"] for w in after) == [0, 1]
     assert len(worker_labels(served)) == 2
+    # Each live worker's RSS and the master's own; nothing left of the killed one.
+    assert sorted(worker_labels(served, "leakwatch_process_resident_bytes")) == ["0", "1", "master"]
 
 
 def test_leakwatch_serve_gathers_independent_workers(subprocess_env, tmp_path):

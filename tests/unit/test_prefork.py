@@ -7,13 +7,16 @@ import json
 import os
 import subprocess
 import tempfile
+import threading
+import time
 
 import pytest
 
 from leakwatch.config import Config
+from leakwatch.errors import LeakwatchError
 from leakwatch.exporters.prometheus import LeakwatchCollector
 from leakwatch.model import Report, Suspect
-from leakwatch.prefork import roles, slots
+from leakwatch.prefork import graphs, roles, slots
 from leakwatch.prefork.member import Membership
 from leakwatch.prefork.merge import merged_report, suspects_document, workers_of
 from leakwatch.prefork.roles import program_of
@@ -284,3 +287,44 @@ def test_a_master_exports_each_workers_rss_and_its_own(tmp_path):
     families = {f.name: f for f in LeakwatchCollector(Master(str(tmp_path))).collect()}
     assert {s.labels["worker"] for s in families["leakwatch_process_resident_bytes"].samples} == {"1", "master"}
     second.release()
+
+
+def test_a_master_asks_the_worker_for_a_graph_through_their_directory(tmp_path):
+    directory = str(tmp_path)
+    served: list[graphs.GraphRequest] = []
+
+    def worker() -> None:  # as the worker's thread does, once a second
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            request = graphs.take(directory, 1)
+            if request is not None:
+                served.append(request)
+                if request.target == "nothing.Here":
+                    graphs.answer(directory, 1, request, None, "no live instances of nothing.Here")
+                else:
+                    graphs.answer(directory, 1, request, b'{"target": "%s"}' % request.target.encode())
+                if len(served) == 2:
+                    return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        assert graphs.ask(directory, 1, "app.Session", "json", 4, 9, timeout=5) == b'{"target": "app.Session"}'
+        with pytest.raises(LeakwatchError, match="worker 1: no live instances of nothing.Here"):
+            graphs.ask(directory, 1, "nothing.Here", "dot", 4, 9, timeout=5)
+    finally:
+        thread.join(10)
+    asked = [(r.target, r.format, r.samples, r.depth) for r in served]
+    assert asked == [("app.Session", "json", 4, 9), ("nothing.Here", "dot", 4, 9)]
+    assert sorted(os.listdir(directory)) == [], "requests and replies are removed once read"
+
+
+def test_an_unanswered_graph_request_times_out_and_is_withdrawn(tmp_path):
+    with pytest.raises(LeakwatchError, match="did not draw the graph within 0.2 s"):
+        graphs.ask(str(tmp_path), 0, "app.Session", "json", 4, 9, timeout=0.2)
+    assert os.listdir(tmp_path) == []
+    (tmp_path / "graph-request-0.json").write_text('{"not": "a request"}')
+    assert graphs.take(str(tmp_path), 0) is None and os.listdir(tmp_path) == []
+    (tmp_path / "graph-request-0.json").write_text("x" * 5000)
+    assert graphs.take(str(tmp_path), 0) is None and os.listdir(tmp_path) == []
