@@ -1,0 +1,98 @@
+"""The pre-fork recipes in docs/prefork.md, run as written in a shell: each command line of the
+page's "Recipes" section for gunicorn, uvicorn and `fastapi run`, with only the example app
+replaced by a leaking one and the ports by free ones (the servers' own environment variables
+pick the app's port, so the command line stays as the page has it). One scrape of the recipe's
+endpoint must show every worker.
+
+Celery (it needs a broker) and uWSGI (not installable here) recipes are not run; they are listed
+so that a new recipe cannot slip in untested.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from tests.integration.conftest import ROOT, free_port, wait_for
+
+PAGE = os.path.join(ROOT, "docs", "prefork.md")
+APPS = os.path.join(ROOT, "tests", "integration", "apps")
+NOT_RUN = {"celery": "needs a message broker", "uwsgi": "not installable here"}
+# The page's example app, and the leaking app each server runs in its place.
+APPS_FOR = {
+    "gunicorn": ("app:app", "leaky_wsgi:app"),
+    "uvicorn": ("app:app", "leaky_asgi:app"),
+    "fastapi": ("main.py", "leaky_fastapi.py"),
+}
+FAST = {"LEAKWATCH_INTERVAL": "0.2", "LEAKWATCH_TRACEMALLOC": "off", "LEAKWATCH_LOG_SUSPECTS": "false"}
+
+
+def recipes() -> list[str]:
+    """The shell command lines of the page's Recipes section."""
+    with open(PAGE, encoding="utf-8") as f:
+        section = f.read().split("## Recipes", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    return [line for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def server_of(line: str) -> str:
+    words = shlex.split(line.rstrip("&").strip())
+    programs = [w for w in words if w in (*APPS_FOR, *NOT_RUN)]
+    return programs[0] if programs else ""
+
+
+def test_every_recipe_is_run_or_says_why_not():
+    lines = recipes()
+    assert len(lines) >= 5
+    for line in lines:
+        assert server_of(line) or line.startswith("leakwatch serve"), line
+
+
+@pytest.mark.parametrize("line", [line for line in recipes() if server_of(line) in APPS_FOR], ids=server_of)
+def test_a_recipe_as_written_serves_every_worker(line, subprocess_env):
+    server = server_of(line)
+    example, leaky = APPS_FOR[server]
+    metrics, app_port = free_port(), free_port()
+    command = line.replace("9464", str(metrics)).replace(example, leaky)
+    env = {**subprocess_env, **FAST, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    env["PYTHONPATH"] = os.pathsep.join((APPS, env.get("PYTHONPATH", "")))
+    # The app's port, from each server's own environment variable.
+    env.update(GUNICORN_CMD_ARGS=f"--bind=127.0.0.1:{app_port}", UVICORN_PORT=str(app_port), PORT=str(app_port))
+    workers = int(re.search(r"(?:-w|--workers)\s+(\d+)", command).group(1))  # type: ignore[union-attr]
+    # In a session of its own, so the whole recipe (the shell, leakwatch run, the server) stops together.
+    proc = subprocess.Popen(["bash", "-c", command], cwd=APPS, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+
+        def every_worker() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5) as r:
+                    text = r.read().decode()
+            except OSError:
+                return False
+            return f"leakwatch_workers {float(workers)}" in text
+
+        wait_for(every_worker, timeout=90, step=0.5)
+
+        def app_answers() -> int:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{app_port}/leak", timeout=10) as r:
+                    return int(r.read())
+            except OSError:  # the workers' sampling can start before their server listens
+                return 0
+
+        assert wait_for(app_answers, timeout=60, step=0.5), "the recipe serves the app too"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            _, stderr = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            _, stderr = proc.communicate()
+    assert "Traceback" not in stderr, stderr[-3000:]
