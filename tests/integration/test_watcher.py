@@ -485,15 +485,17 @@ def test_windows_shorter_than_a_tick_run_between_ticks_and_name_the_leaks_line(p
     # In a fresh process: this one's heap of earlier tests would slow every tick.
     # trace_budget 1% pays for a fraction of a traced second every few seconds, even for this
     # mostly idle loop: less than the 0.5 s between ticks, so the window must start between them.
-    # The credit starts full, paying for one whole 6 s window (12 intervals, for the blocks the
-    # leak also grows); attribution takes only what it needs of it.
+    # The credit starts full, paying for one whole 6 s window; attribution takes only what it
+    # needs of it. Each Leaky is one or two interpreter blocks, fewer than the 4 per object of a
+    # growing type that leave blocks growth to attribution: with a dict payload each, the blocks
+    # could pass their own test first on a slow tick and open a whole window for themselves.
     code = """
         import dataclasses, json, sys, time
         from leakwatch.watcher import Watcher
 
         class Leaky:
             def __init__(self):
-                self.payload = {"n": 1}
+                self.n = 1
 
         hoard = []
         w = Watcher(interval=0.5, warmup=0.0, window=8.0, trace_budget=0.01, log_suspects=False).start()
