@@ -73,27 +73,8 @@ def test_series_key_reads_back_what_it_writes_even_with_colons_in_the_key():
 
 
 def test_a_type_and_the_lines_that_allocate_it_are_one_leak():
-    session = Suspect(
-        kind="type",
-        key="app.Session",
-        unit="objects",
-        current=9,
-        growth_per_second=1,
-        since=0,
-        confidence=0.99,
-        sites=("/srv/app/views.py:42",),
-    )
-    line = Suspect(
-        kind="site",
-        key="/srv/app/views.py:42 <- /srv/app/main.py:7",
-        unit="bytes",
-        current=9,
-        growth_per_second=1,
-        since=0,
-        confidence=0.99,
-    )
-    other = Suspect(
-        kind="site", key="/srv/app/cache.py:3", unit="bytes", current=9, growth_per_second=1, since=0, confidence=0.99
-    )
+    session = make_suspect(key="app.Session", sites=("/srv/app/views.py:42",))
+    line = make_suspect(kind="site", key="/srv/app/views.py:42 <- /srv/app/main.py:7", unit="bytes")
+    other = make_suspect(kind="site", key="/srv/app/cache.py:3", unit="bytes")
     leaks = leak_ids((session, line, other))
     assert leaks == {session.id: session.id, line.id: session.id, other.id: other.id}
