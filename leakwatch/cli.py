@@ -234,6 +234,7 @@ def serve_workers(directory: str, host: str, port: int, out: TextIO) -> int:
     watcher = Watcher(prefork="master", workers_dir=directory, host=host, port=port)
     watcher.start()
     if watcher.server_address is None:
+        watcher.stop()
         raise CLIError(f"cannot serve on {host} port {port} (see the log above)", 1)
     shown_host, bound = watcher.server_address
     print(f"serving the workers in {watcher.workers_dir} on http://{shown_host}:{bound}/metrics", file=out, flush=True)

@@ -124,11 +124,12 @@ class Pipeline:
         if self.config.log_suspects:
             log_changes(prior.suspects, verdict.suspects)
         history = self.history
+        named = {s.series for s in verdict.suspects}  # pending holds suspects too: not candidates
         return Report(
             time=sample.t + self._epoch,
             samples=self.sampler.samples,
             suspects=self._with_task_verdict(verdict.suspects, sample.t),
-            candidates=tuple(k for k in verdict.pending if k not in {s.series for s in verdict.suspects}),
+            candidates=tuple(k for k in verdict.pending if k not in named),
             tracing=self.tracing.state,
             errors={**self.sampler.errors, **({"watcher": tick_errors} if tick_errors else {})},
             durations={**sample.durations, "detect": detect_seconds},

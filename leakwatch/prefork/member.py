@@ -29,6 +29,7 @@ class Membership:
         self.serving = False  # a master between open_master() and stop
         self._own_directory = False  # made by this master, removed when it leaves
         self._slot: slots.Slot | None = None
+        self._environ_before: str | None = None  # WORKERS_DIR_ENV before open_master set it
 
     def open_master(self) -> bool:
         """Adopt the configured directory, or make one, and tell spawned workers where it is.
@@ -43,6 +44,7 @@ class Membership:
             self._own_directory = True
         self.directory = directory
         # Workers a master spawns (uvicorn --workers) rather than forks find it here.
+        self._environ_before = os.environ.get(slots.WORKERS_DIR_ENV)
         os.environ[slots.WORKERS_DIR_ENV] = directory
         self.serving = True
         return True
@@ -73,6 +75,12 @@ class Membership:
         if self.role == "master":
             if self._own_directory:
                 slots.remove_directory(self.directory)
+            if self.serving or os.environ.get(slots.WORKERS_DIR_ENV) == self.directory:
+                # The process goes on without this master: later watchers are no workers of it.
+                if self._environ_before is None:
+                    os.environ.pop(slots.WORKERS_DIR_ENV, None)
+                else:
+                    os.environ[slots.WORKERS_DIR_ENV] = self._environ_before
             return
         if self._slot is not None:
             self._slot.release()

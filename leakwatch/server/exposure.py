@@ -32,6 +32,7 @@ class Exposure:
         self._collector: LeakwatchCollector | None = None
         self._server: MetricsServer | None = None
         self.serve_later = False  # a sibling whose port another sibling holds
+        self._waiting: MetricsServer | None = None  # built, not yet bound (a sibling's retries)
 
     @property
     def active(self) -> bool:
@@ -64,7 +65,9 @@ class Exposure:
         try:
             from leakwatch.server.standalone import MetricsServer
 
-            server = MetricsServer(self._source, host, port)
+            # A sibling asks again after each tick: the app and its registry are built once.
+            server = self._waiting or MetricsServer(self._source, host, port)
+            self._waiting = server
             shown, bound = server.start()
         except OSError as e:
             if role == "sibling" and e.errno == errno.EADDRINUSE:
@@ -87,7 +90,7 @@ class Exposure:
         except Exception as e:
             self._cannot_serve(e, "")
             return
-        self._server, self.serve_later = server, False
+        self._server, self._waiting, self.serve_later = server, None, False
         shown = f"[{shown}]" if ":" in shown else shown
         logger.info("leakwatch: serving /metrics and /api/suspects on http://%s:%d/", shown, bound)
 

@@ -217,12 +217,15 @@ def test_only_a_master_has_workers_and_its_page_marks_each_workers_suspects(tmp_
 
 
 def test_a_master_membership_removes_only_the_directory_it_made(tmp_path, monkeypatch):
-    monkeypatch.delenv(slots.WORKERS_DIR_ENV, raising=False)
+    # (set, then removed: so the variable the test makes is removed again at its end)
+    monkeypatch.setenv(slots.WORKERS_DIR_ENV, "")
+    monkeypatch.delenv(slots.WORKERS_DIR_ENV)
     made = Membership(Config.from_options(env={}, prefork="master"))
     assert made.role == "master" and made.open_master() and made.serving
     assert os.environ[slots.WORKERS_DIR_ENV] == made.directory and os.path.isdir(made.directory)
     made.leave()
     assert not os.path.exists(made.directory)
+    assert slots.WORKERS_DIR_ENV not in os.environ, "a master that leaves takes back what it told spawned workers"
 
     given = Membership(Config.from_options(env={}, prefork="master", workers_dir=str(tmp_path)))
     assert given.open_master() and given.directory == str(tmp_path)
@@ -243,7 +246,9 @@ def test_a_worker_membership_publishes_into_its_slot_and_frees_it(tmp_path):
 
 
 def test_a_serving_masters_forked_child_becomes_a_worker_and_a_workers_child_drops_its_slot(tmp_path, monkeypatch):
-    monkeypatch.delenv(slots.WORKERS_DIR_ENV, raising=False)
+    # (set, then removed: so the variable the test makes is removed again at its end)
+    monkeypatch.setenv(slots.WORKERS_DIR_ENV, "")
+    monkeypatch.delenv(slots.WORKERS_DIR_ENV)
     master = Membership(Config.from_options(env={}, prefork="master", workers_dir=str(tmp_path)))
     assert not master.after_fork_in_child(), "a master that is not serving yet stays one"
     master.open_master()
