@@ -8,7 +8,8 @@ so it runs only in windows, and only for growth the cheap signals cannot place:
 - Growth no type explains (interpreter blocks, RSS) gets a whole window of site series
   (`trace_window` seconds, at least `WINDOW_SAMPLES` ticks), from which the detector names lines.
 - Either is spent only on growth that has lasted `detector.SITE_TRIGGER_AGE` of a window: a
-  cache that fills for a while after warm-up has stopped by then.
+  cache that fills for a while after warm-up has stopped by then. While a growing type is
+  younger than that, growth outside types waits for its attribution: the type may explain it.
 - The cost governor's credit pays for each window (`Governor.affordable_window`); after one,
   tracing rests `TRACE_COOLDOWN` times as long. `tracemalloc="always"` keeps one window open;
   an application's own tracing is read for free and never stopped.
@@ -138,6 +139,11 @@ class TraceScheduler:
         lasting = detector.SITE_TRIGGER_AGE * window
         wanted = [k for k in unexplained if now - verdict.pending.get(k, (-math.inf, 0.0))[0] >= lasting]
         if not wanted or now < self._resume_at or self.planned_at is not None:
+            return
+        if all(k.kind != "type" for k in wanted) and any(k.kind == "type" for k in unexplained):
+            # A growing type, too young to attribute yet, may explain the blocks and RSS that
+            # grow with it: its short window comes first (within half a window), and a whole
+            # window opens only for what its sites leave unexplained.
             return
         if tracemalloc.is_tracing():  # the application's own tracing: reading it costs nothing more
             self._length, self._whole = self._config.trace_window, True

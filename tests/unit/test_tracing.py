@@ -76,6 +76,28 @@ def test_growth_no_type_explains_gets_a_whole_window_with_ticks_enough_to_judge_
     assert not tracemalloc.is_tracing()
 
 
+def test_blocks_growth_waits_while_a_younger_growing_type_may_explain_it():
+    clock = FakeClock()
+    tracing, sites, governor = scheduler(clock, trace_budget=1.0)
+    lasted, young = clock() - WINDOW, clock() - SITE_TRIGGER_AGE * WINDOW + 10.0
+    both = Verdict(pending={BLOCKS: (lasted, clock()), TYPE: (young, clock())}, triggers=(BLOCKS, TYPE))
+    tracing.steer([BLOCKS, TYPE], both, WINDOW, clock(), threaded=True)
+    assert not sites.active and tracing.planned_at is None, "no whole window before the type is attributed"
+    clock.advance(10.0)
+    both = Verdict(pending={BLOCKS: (lasted, clock()), TYPE: (young, clock())}, triggers=(BLOCKS, TYPE))
+    tracing.steer([BLOCKS, TYPE], both, WINDOW, clock(), threaded=True)
+    assert tracing.planned_at is not None and tracing.length < governor.interval, "the type's short window"
+    tracing.open_planned(clock())
+    clock.advance(tracing.length)
+    tracing.steer([BLOCKS], pending_since(BLOCKS, lasted, clock()), WINDOW, clock(), threaded=True)
+    assert not sites.active
+    # Its sites known, the blocks it leaves unexplained get their whole window after the rest.
+    clock.advance(TRACE_COOLDOWN * tracing.length)
+    tracing.steer([BLOCKS], pending_since(BLOCKS, lasted, clock()), WINDOW, clock(), threaded=True)
+    assert sites.active and tracing.length == Config.from_options(env={}).trace_window
+    tracing.close()
+
+
 def test_the_next_whole_window_waits_for_the_credit_the_last_one_spent():
     clock = FakeClock()
     tracing, sites, governor = scheduler(clock)
