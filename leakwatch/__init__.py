@@ -3,7 +3,7 @@
     import leakwatch
     leakwatch.start(interval=5)      # background thread; returns the Watcher
     leakwatch.suspects()             # list[Suspect], the current verdict
-    leakwatch.start(port=9464)       # also serve /metrics and /api/suspects on 127.0.0.1
+    leakwatch.start(port=10464)      # also serve /metrics and /api/suspects on 127.0.0.1
 
 Nothing runs at import.
 """

@@ -24,7 +24,7 @@ _default_lock = threading.Lock()
 def start(*, registry: Any = None, **options: Any) -> Watcher:
     """Start the process-wide watcher, or return the running one.
 
-    Options as for `Watcher` (`port=9464` serves /metrics; `registry=` registers the collector
+    Options as for `Watcher` (`port=10464` serves /metrics; `registry=` registers the collector
     in an application's prometheus_client registry). A second call while it runs returns the
     running watcher, with a warning if its options differ from the running ones.
     """

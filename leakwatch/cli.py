@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import NoReturn, TextIO
 
-from leakwatch.config import OPTIONS, Config, parse_text
+from leakwatch.config import OPTIONS, SUGGESTED_PORT, Config, parse_text
 from leakwatch.errors import ConfigError
 from leakwatch.files import write_atomically
 from leakwatch.model import Report, Suspect, seconds
@@ -96,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
         "started with LEAKWATCH_WORKERS_DIR=DIR, e.g. uWSGI's), each series labelled worker; until stopped.",
     )
     serve.add_argument("--workers-dir", required=True, metavar="DIR", help="the directory the workers publish into")
-    serve.add_argument("--port", type=_port, default=9464, metavar="PORT", help="port to serve on (default 9464)")
+    serve.add_argument(
+        "--port", type=_port, default=SUGGESTED_PORT, metavar="PORT", help=f"port to serve on (default {SUGGESTED_PORT})"
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
 
     graph = sub.add_parser(
@@ -106,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         "a type or an allocation site, and print them or save them as JSON, DOT or SVG "
         "(the format follows the -o file's extension).",
     )
-    graph.add_argument("--url", required=True, help="the process's leakwatch server, e.g. http://127.0.0.1:9464")
+    graph.add_argument("--url", required=True, help="the process's leakwatch server, e.g. http://127.0.0.1:10464")
     target = graph.add_mutually_exclusive_group(required=True)
     target.add_argument("--suspect", metavar="ID", help="a suspect id, as /api/suspects lists them")
     target.add_argument("--type", metavar="NAME", help="a type name, e.g. app.models.Session")

@@ -28,6 +28,10 @@ logger = logging.getLogger(__name__)
 ENV_PREFIX = "LEAKWATCH_"
 TRACEMALLOC_MODES = ("off", "auto", "always")
 PREFORK_MODES = ("auto", "master", "off")
+# The port the docs, the deploy kit and `leakwatch serve` use. Prometheus's list of default
+# port allocations has no free port left in 9100-9999 and lists exporters from 10001 up;
+# 9464, used before, is the OpenTelemetry Prometheus exporter's default.
+SUGGESTED_PORT = 10464
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}

@@ -1,7 +1,7 @@
 """A gunicorn config module that runs leakwatch in every worker and serves them all from the
 master:
 
-    gunicorn -c python:leakwatch.gunicorn app:app           # LEAKWATCH_PORT=9464 to serve
+    gunicorn -c python:leakwatch.gunicorn app:app           # LEAKWATCH_PORT=10464 to serve
 
 or, with a config file of your own, import its hook there:
 

@@ -143,7 +143,7 @@ def test_helpers_list_every_expr_and_fill_in_the_variables():
     assert all(isinstance(title, str) and title and isinstance(expr, str) and expr for title, expr in exprs)
     assert "LeakwatchLeakSuspected" in [name for name, _ in rule_exprs()]
     expr = 'rate(x{job=~"$job", instance=~"${instance}"}[$__rate_interval])'
-    assert substitute(expr, job="app", instance="a:9464", rate_interval="2m") == 'rate(x{job=~"app", instance=~"a:9464"}[2m])'
+    assert substitute(expr, job="app", instance="a:10464", rate_interval="2m") == 'rate(x{job=~"app", instance=~"a:10464"}[2m])'
     for _, expr in exprs:
         assert "$" not in substitute(expr)
     with pytest.raises(KeyError):

@@ -48,7 +48,7 @@ def test_every_file_parses_into_kubernetes_objects():
 
 def test_deployment_serves_leakwatch_on_its_named_port_to_the_network():
     env = {var["name"]: var["value"] for var in container()["env"]}
-    assert container_ports()["leakwatch"] == int(env["LEAKWATCH_PORT"]) == 9464
+    assert container_ports()["leakwatch"] == int(env["LEAKWATCH_PORT"]) == 10464
     assert env["LEAKWATCH_HOST"] == "0.0.0.0"
     assert container()["resources"]["limits"]["memory"], "the limit becomes leakwatch_memory_limit_bytes"
     assert selects(deployment()["spec"]["selector"]["matchLabels"], pod_labels())
@@ -73,7 +73,7 @@ def test_service_and_servicemonitor_select_the_pods_and_the_named_port():
     assert monitor["apiVersion"] == MONITORING
     assert selects(service["spec"]["selector"], pod_labels())
     (port,) = service["spec"]["ports"]
-    assert port["name"] == "leakwatch" and port["port"] == 9464
+    assert port["name"] == "leakwatch" and port["port"] == 10464
     assert port["targetPort"] in container_ports()
     assert selects(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
     (endpoint,) = monitor["spec"]["endpoints"]

@@ -54,7 +54,7 @@ def test_example_config_scrapes_leakwatch_every_15s():
     (job,) = config["scrape_configs"]
     assert job["job_name"] == "leakwatch"
     assert job["scrape_interval"] == "15s"
-    assert job["static_configs"] == [{"targets": ["localhost:9464"]}]
+    assert job["static_configs"] == [{"targets": ["localhost:10464"]}]
 
 
 def test_prometheusrule_rules_pass_promtool_check(promtool, tmp_path):

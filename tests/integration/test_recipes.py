@@ -60,7 +60,7 @@ def test_a_recipe_as_written_serves_every_worker(line, subprocess_env):
     server = server_of(line)
     example, leaky = APPS_FOR[server]
     metrics, app_port = free_port(), free_port()
-    command = line.replace("9464", str(metrics)).replace(example, leaky)
+    command = line.replace("10464", str(metrics)).replace(example, leaky)
     env = {**subprocess_env, **FAST, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
     env["PYTHONPATH"] = os.pathsep.join((APPS, env.get("PYTHONPATH", "")))
     # The app's port, from each server's own environment variable.

@@ -57,7 +57,7 @@ def test_sub_second_interval_works():
         ("census", 1, "true or false"),
         ("max_series", float("nan"), "an integer"),
         ("port", 65536, "from 0 to 65535"),
-        ("port", "9464", "an integer"),
+        ("port", "10464", "an integer"),
         ("host", "", "a non-empty string without spaces"),
         ("max_suspect_series", 0, "from 1 to 10000"),
         ("cpu_budget", 2, "from 0.0001 to 1"),
@@ -101,8 +101,8 @@ def test_bad_env_value_warns_and_falls_back(caplog):
 
 
 def test_server_options_from_env_and_their_bad_values(caplog):
-    config = Config.from_options(env={"LEAKWATCH_PORT": "9464", "LEAKWATCH_HOST": "0.0.0.0", "LEAKWATCH_MEMORY_LIMIT": "2GiB"})
-    assert (config.port, config.host, config.memory_limit) == (9464, "0.0.0.0", 2 * 1024**3)
+    config = Config.from_options(env={"LEAKWATCH_PORT": "10464", "LEAKWATCH_HOST": "0.0.0.0", "LEAKWATCH_MEMORY_LIMIT": "2GiB"})
+    assert (config.port, config.host, config.memory_limit) == (10464, "0.0.0.0", 2 * 1024**3)
     assert Config.from_options(env={}).port is None  # no server unless asked
     with caplog.at_level(logging.WARNING, logger="leakwatch.config"):
         config = Config.from_options(env={"LEAKWATCH_PORT": "http", "LEAKWATCH_HOST": "0.0.0.0 ::"})
