@@ -8,6 +8,7 @@ One module per job; each imports only modules listed before it:
 - `edges`: how one object holds another, and the edge's name;
 - `instances`: the live objects a target names, and the few sampled from them;
 - `roots`: where a path starts (modules, classes, thread frames, tasks), and this package's own frames;
+- `frozen`: holders in the frozen heap a pre-fork master's `gc.freeze()` hides from referrer searches;
 - `search`: the breadth-first search from the samples back to roots, `find_paths`;
 - `tasks`: asyncio tasks nothing can wake, `stranded_tasks`;
 - `rendering`: JSON, DOT and SVG, `render` (a module named `render` would be hidden by the

@@ -10,6 +10,8 @@ import dataclasses
 import hashlib
 from typing import Any
 
+FROZEN_NOTE = "(through the frozen heap: the master built the holder before it forked; this worker added the objects)"
+
 
 @dataclasses.dataclass(frozen=True)
 class Step:
@@ -28,7 +30,8 @@ class Path:
     holds `steps[i + 1]`. `root` says what kind of root it is ("module", "class", "thread",
     "task" or "outside", held outside Python). `accumulation` indexes the container nearest the
     instance (where leaked instances pile up), or is None. `count` is how many sampled instances
-    share the path's signature.
+    share the path's signature. `frozen` says a holder on the path is in the frozen heap: the
+    pre-fork master built it before it forked (`gc.freeze()`), and this process added to it.
     """
 
     root: str
@@ -37,6 +40,7 @@ class Path:
     edges: tuple[str, ...]
     accumulation: int | None
     count: int = 1
+    frozen: bool = False
 
     @property
     def signature(self) -> str:
@@ -51,6 +55,8 @@ class Path:
             size = f" (len {step.size})" if step.size is not None else ""
             mark = " <- accumulates here" if i + 1 == self.accumulation else ""
             parts.append(f"{edge} -> {step.type}{size}{mark}")
+        if self.frozen:
+            parts.append(FROZEN_NOTE)
         return " ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -62,6 +68,7 @@ class Path:
             "edges": list(self.edges),
             "accumulation": self.accumulation,
             "count": self.count,
+            "frozen": self.frozen,
             "text": self.describe(),
         }
 

@@ -8,7 +8,7 @@ import subprocess
 from typing import Any
 
 from leakwatch.errors import LeakwatchError, MissingTool
-from leakwatch.refgraph.model import Graph
+from leakwatch.refgraph.model import FROZEN_NOTE, Graph
 
 DOT_ROOT_COLOURS = {"module": "#dbeafe", "class": "#e0e7ff", "thread": "#fef3c7", "task": "#fef3c7", "outside": "#fee2e2"}
 
@@ -30,6 +30,8 @@ def to_dot(graph: Graph) -> str:
             attrs = []
             if s_index == 0:
                 text.insert(0, f"{path.root}: {path.root_name}" if path.root_name else path.root)
+                if path.frozen:
+                    text.append(FROZEN_NOTE.strip("()").split(":")[0])
                 attrs.append(f'fillcolor="{DOT_ROOT_COLOURS.get(path.root, "#f8fafc")}"')
             if s_index == path.accumulation:
                 attrs.append('color="#dc2626", penwidth=2')

@@ -18,6 +18,7 @@ import types
 from collections.abc import Mapping
 
 from leakwatch.refgraph.edges import collapse, referents, safe_edge_name
+from leakwatch.refgraph.frozen import frozen_chains
 from leakwatch.refgraph.instances import Instances, spread
 from leakwatch.refgraph.model import Graph, Path
 from leakwatch.refgraph.roots import ROOT_PRIORITY, ThreadRoots, from_frame, is_search_frame, root_of, thread_roots
@@ -105,6 +106,7 @@ class Search:
         # id(target) -> ids of objects never taken as its holders (see `tasks.stranded_tasks`).
         self.excluded: dict[int, set[int]] = {}
         self.unheld: dict[int, tuple[str, str, int]] = {}  # target -> the nearest object nothing holds
+        self.frozen: set[int] = set()  # targets whose path runs through the frozen heap
         self.found: dict[int, tuple[str, str, int]] = {}
         self.ours = ours
         self.max_depth = max_depth
@@ -172,6 +174,7 @@ class Search:
                 break
             self._level(live_ids, keep, parents, frontiers, found, pending)
             depth += 1
+        self._through_frozen(keep, parents, found)
         for tid, nearest in self.unheld.items():
             found.setdefault(tid, nearest)
         paths = []
@@ -180,8 +183,41 @@ class Search:
                 self.released += 1
                 continue
             path = self._path(tid, kind, name, start, parents[tid], keep)
+            if tid in self.frozen:
+                path = dataclasses.replace(path, frozen=True)
             paths.append(from_frame(path, start, roots) if kind == "thread" else path)
         return paths
+
+    def _through_frozen(
+        self,
+        keep: dict[int, object],
+        parents: dict[int, dict[int, tuple[int, str] | None]],
+        found: dict[int, tuple[str, str, int]],
+    ) -> None:
+        """For targets the search back stopped at an object nothing visible holds, look for
+        that object's holder in the frozen heap (`frozen.frozen_chains`) and join the chain
+        from a module to it onto the target's tree, starting at the root nearest the holder."""
+        stops = {tid: nearest[2] for tid, nearest in self.unheld.items() if nearest[0] == "outside" and tid not in found}
+        if not stops:
+            return
+        chains = frozen_chains(set(stops.values()), self.ours, self.deadline, MAX_KEPT)
+        for tid, stop in stops.items():
+            chain = chains.get(stop)
+            if chain is None:
+                continue
+            tree = parents[tid]
+            for holder, held in zip(chain, chain[1:], strict=False):
+                if id(holder) not in tree:
+                    tree[id(holder)] = (id(held), safe_edge_name(holder, held))
+                    keep[id(holder)] = holder
+            for obj in reversed(chain[:-1]):
+                root = root_of(obj, self.roots)
+                if root is not None:
+                    found[tid] = (root[0], root[1], id(obj))
+                    self.frozen.add(tid)
+                    break
+            chain = holder = held = obj = None
+        chains.clear()
 
     def _level(
         self,

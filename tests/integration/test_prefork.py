@@ -260,12 +260,16 @@ def test_the_config_module_without_leakwatch_run(gunicorn):
     assert sorted(worker_labels(served)) == ["0", "1"]
 
 
-@pytest.mark.parametrize("zero_code", [True, False], ids=["master", "siblings"])
-def test_the_served_endpoint_draws_a_workers_graph_by_asking_that_worker(gunicorn, zero_code):
+@pytest.mark.parametrize(
+    ("zero_code", "preload"), [(True, False), (True, True), (False, False)], ids=["master", "master-preload", "siblings"]
+)
+def test_the_served_endpoint_draws_a_workers_graph_by_asking_that_worker(gunicorn, zero_code, preload):
     """The master (or the sibling holding the port) holds none of the leak's objects: /api/graph
-    asks the worker that reports it, which draws the graph and answers through their directory."""
+    asks the worker that reports it, which draws the graph and answers through their directory.
+    With --preload the master froze the app's module (freeze is on by default) before forking:
+    the worker's objects pile up in a list no referrer search sees, and the graph still names it."""
     app = "leaky_wsgi:app" if zero_code else "leaky_inapp:app"
-    served = gunicorn("-w", "2", app, zero_code=zero_code, env={"LEAKWATCH_GRAPHS": "true"})
+    served = gunicorn("-w", "2", *(["--preload"] if preload else []), app, zero_code=zero_code, env={"LEAKWATCH_GRAPHS": "true"})
     wait_for(
         lambda: served.drive("/leak", limit=100) and any(LEAKING_TYPE in keys for keys in suspects_by_pid(served).values()),
         60,
@@ -274,6 +278,7 @@ def test_the_served_endpoint_draws_a_workers_graph_by_asking_that_worker(gunicor
     graph = json.loads(get(f"{served.metrics}/api/graph?type={LEAKING_TYPE}&samples=4", timeout=60))
     assert graph["target"] == LEAKING_TYPE and graph["instances"] > 0
     assert any("_sessions" in path["text"] for path in graph["paths"]), graph["paths"]
+    assert all(path["frozen"] is preload for path in graph["paths"]), graph["paths"]
     dot = get(f"{served.metrics}/api/graph?type={LEAKING_TYPE}&format=dot&samples=2", timeout=60).decode()
     assert dot.startswith("digraph") and "_sessions" in dot
 

@@ -155,6 +155,28 @@ def test_an_object_only_c_code_holds_is_held_outside_python():
     ctypes.pythonapi.Py_DecRef(ctypes.py_object(leaked))
 
 
+def test_a_holder_in_the_frozen_heap_is_found_by_walking_from_the_modules():
+    # As under a pre-fork master with freeze on: the list was built before gc.freeze(), the
+    # objects after, so no referrer search sees the list.
+    module = make_module("lwfrozen")
+    module.cache = {"sessions": []}
+    cls = type("Kept", (), {"__module__": "lwfrozen"})
+    gc.freeze()
+    try:
+        module.cache["sessions"].extend(cls() for _ in range(50))
+        assert gc.get_referrers(module.cache["sessions"][0]) == [], "the list is frozen"
+        graph = find_paths("lwfrozen.Kept", samples=4)
+    finally:
+        gc.unfreeze()
+        del sys.modules["lwfrozen"]
+    assert graph.sampled == 4 and graph.complete
+    (path,) = graph.paths
+    assert (path.root, path.root_name, path.frozen, path.count) == ("module", "lwfrozen", True, 4)
+    assert path.edges[:2] == (".cache", "['sessions']") and path.steps[path.accumulation or 0].type == "list"
+    assert "frozen heap" in path.describe() and path.to_dict()["frozen"] is True
+    assert "through the frozen heap" in to_dot(graph)
+
+
 def test_logging_getlogger_names_the_loggerdict():
     for _ in range(30):
         logging.getLogger(f"lwjob.{uuid.uuid4().hex}")
