@@ -164,7 +164,14 @@ OPTIONS: tuple[Option, ...] = (
         16,
         100_000,
     ),
-    Option("significance", 0.01, "float", "p-value a Mann-Kendall trend test must beat before growth counts.", 1e-9, 0.2),
+    Option(
+        "significance",
+        0.01,
+        "float",
+        "p-value the growth test's trend test (Mann-Kendall or the steps' sign test) must beat before growth counts.",
+        1e-9,
+        0.2,
+    ),
     Option("min_growth_objects", 100, "int", "Least growth, in objects over a window, that can make a type a suspect.", 1, 1e12),
     Option(
         "min_growth_bytes",

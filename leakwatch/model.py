@@ -80,7 +80,7 @@ class Suspect:
     - `current`: the latest value, in `unit` ("objects" or "bytes").
     - `growth_per_second`: Theil-Sen slope over the verdict's window, in `unit` per second.
     - `since`: wall-clock time (epoch seconds) when the growth began, as far as history shows.
-    - `confidence`: 1 - p of the Mann-Kendall trend test, in [0, 1].
+    - `confidence`: 1 - p of the growth test's trend test (Mann-Kendall, or the steps' sign test), in [0, 1].
     - `confirmed_at`: wall-clock time the suspect was first confirmed.
     - `sites`: for a type, allocation sites of sampled live instances, when tracing caught them.
     - `detail`: one line for humans.

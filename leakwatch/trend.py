@@ -5,8 +5,12 @@ A series is *growing* over a window when all of these hold (see docs/detection.m
 1. enough evidence: at least `MIN_POINTS` points spanning half the window or more;
 2. a robust slope: the Theil-Sen slope (median of pairwise slopes) is at least the minimum
    rate (`min_growth_*` per window);
-3. a real trend: a one-sided Mann-Kendall test rejects "no trend" at `significance`, with
-   its variance widened for autocorrelation (a wandering series is not a trend);
+3. a real trend: "no trend" is rejected at `significance` by either of two one-sided tests,
+   each held to half of it: Mann-Kendall with its variance widened for autocorrelation (a
+   wandering series is not a trend), or a sign test on the steps between points (a leak
+   whose steps vary a little wanders around its line, which widens Mann-Kendall's variance
+   until even a series that rises at every step fails it; a wandering series with no drift
+   rises and falls about as often);
 4. never released: split the window in quarters; the floor (minimum) of each quarter does
    not fall back, the last floor sits at least half the minimum growth above the first, and
    the floor rose in at least two of the three steps: a sawtooth's floors stay at its base,
@@ -104,6 +108,25 @@ def mann_kendall(v: Sequence[float], rho: float = 0.0) -> float:
     return 0.5 * math.erfc(z / math.sqrt(2.0))
 
 
+def rises_p(v: Sequence[float]) -> float:
+    """One-sided p-value of the sign test on the steps of `v`: the chance that a series with
+    no drift, as likely to fall as to rise at each step, rises at least as often (equal
+    neighbours are left out)."""
+    steps = [b - a for a, b in zip(v, v[1:], strict=False) if b != a]
+    n = len(steps)
+    if n == 0:
+        return 1.0
+    rises = sum(d > 0 for d in steps)
+    return sum(math.comb(n, k) for k in range(rises, n + 1)) / 2.0**n
+
+
+def trend_p(t: Sequence[float], v: Sequence[float], slope: float) -> float:
+    """The growth test's p-value (item 3 of the module docstring): the smaller of the
+    autocorrelation-widened Mann-Kendall test's and the steps' sign test's, doubled for
+    trying two (Bonferroni)."""
+    return min(1.0, 2.0 * min(mann_kendall(v, lag1_autocorrelation(t, v, slope)), rises_p(v)))
+
+
 def quarter_floors(t: Sequence[float], lo: Sequence[float], hi: Sequence[float]) -> tuple[list[float], list[float]]:
     """Minimum and maximum of each time quarter of the points (empty quarters repeat the last)."""
     t0, t1 = t[0], t[-1]
@@ -154,7 +177,7 @@ def assess(
     slope = theil_sen(ts, vs)
     if slope < min_rate:
         return None
-    p = mann_kendall(vs, lag1_autocorrelation(ts, vs, slope))
+    p = trend_p(ts, vs, slope)
     if p >= significance:
         return None
     half = len(ts) // 2

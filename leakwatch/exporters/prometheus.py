@@ -57,7 +57,12 @@ METRICS: tuple[MetricSpec, ...] = (
         "leakwatch_suspects_omitted", "gauge", (), "Current suspects left out of the per-suspect series by max_suspect_series."
     ),
     MetricSpec("leakwatch_candidates", "gauge", ("kind",), "Growth being watched that is not yet confirmed as a suspect."),
-    MetricSpec("leakwatch_suspect_confidence_ratio", "gauge", SUSPECT_LABELS, "1 - p of the suspect's Mann-Kendall trend test."),
+    MetricSpec(
+        "leakwatch_suspect_confidence_ratio",
+        "gauge",
+        SUSPECT_LABELS,
+        "1 - p of the suspect's trend test (Mann-Kendall or the steps' sign test).",
+    ),
     MetricSpec("leakwatch_suspect_objects", "gauge", SUSPECT_LABELS, "Live objects of a suspect counted in objects."),
     MetricSpec("leakwatch_suspect_bytes", "gauge", SUSPECT_LABELS, "Size of a suspect measured in bytes."),
     MetricSpec(
@@ -77,7 +82,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "leakwatch_process_resident_bytes",
         "gauge",
         (),
-        'Resident set size of the process; under a pre-fork server each worker\'s, and the master\'s as worker="master".',
+        "Resident set size of the process; under a pre-fork server each worker's, and the master's as worker=\"master\".",
     ),
     MetricSpec("leakwatch_process_uss_bytes", "gauge", (), "Unique set size of the process, when the uss option is on."),
     MetricSpec(
