@@ -29,7 +29,7 @@ from prometheus_client.metrics_core import (
 from leakwatch.config import Config
 from leakwatch.costs import Budget
 from leakwatch.model import KINDS, SITE_SEPARATOR, Report, SeriesKey, Suspect, leak_ids
-from leakwatch.prefork.merge import master_pid, workers_of
+from leakwatch.prefork.merge import parent_of_workers, workers_of
 
 # Longest label value exported; longer type and site strings keep their end (the class or the
 # file and line), prefixed by "...".
@@ -265,7 +265,8 @@ class LeakwatchCollector:
             families["leakwatch_workers"].add_metric([], len(live))  # type: ignore[attr-defined]
             for w in live:
                 _add_report(families, w.report, config, (str(w.slot),))
-            rss = _resident_bytes(master_pid(source))
+            parent = parent_of_workers(source, live)
+            rss = _resident_bytes(parent) if parent is not None else None
             if rss is not None:
                 families["leakwatch_process_resident_bytes"].add_metric([MASTER_WORKER], rss)  # type: ignore[attr-defined]
             _add_eta(families, [w.report for w in live])

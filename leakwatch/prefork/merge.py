@@ -6,6 +6,8 @@ import dataclasses
 import os
 from typing import Any, Protocol, runtime_checkable
 
+import psutil
+
 from leakwatch.model import Report
 from leakwatch.prefork.slots import WorkerReport
 
@@ -33,6 +35,23 @@ def workers_of(source: object) -> list[WorkerReport] | None:
 def master_pid(source: object) -> int:
     """The pid of the pre-fork master `source` serves for: itself, or a sibling's parent."""
     return os.getppid() if getattr(source, "role", "") == "sibling" else os.getpid()
+
+
+def parent_of_workers(source: object, live: list[WorkerReport]) -> int | None:
+    """The process that started the workers, whose memory is exported beside theirs: a master
+    that runs leakwatch, a sibling's parent, or, under `leakwatch serve`, the workers' common
+    parent (uWSGI's master); None when they have none or it cannot be read."""
+    if getattr(source, "role", "") == "sibling":
+        return os.getppid()
+    parents = set()
+    for w in live:
+        try:
+            parents.add(psutil.Process(w.pid).ppid())
+        except (psutil.Error, OSError):
+            return None
+    if not parents or parents == {os.getpid()}:
+        return os.getpid()
+    return parents.pop() if len(parents) == 1 else None
 
 
 def merged_report(source: Any) -> Report:

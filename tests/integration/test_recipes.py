@@ -4,8 +4,9 @@ replaced by a leaking one and the ports by free ones (the servers' own environme
 pick the app's port, so the command line stays as the page has it). One scrape of the recipe's
 endpoint must show every worker.
 
-Celery (it needs a broker) and uWSGI (not installable here) recipes are not run; they are listed
-so that a new recipe cannot slip in untested.
+A recipe of two lines, the first run in the background (`leakwatch serve ... &` before uWSGI),
+runs as one script. The Celery recipe (it needs a message broker) is not run; it is listed so
+that a new recipe cannot slip in untested.
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ from tests.integration.conftest import ROOT, free_port, wait_for
 
 PAGE = os.path.join(ROOT, "docs", "prefork.md")
 APPS = os.path.join(ROOT, "tests", "integration", "apps")
-NOT_RUN = {"celery": "needs a message broker", "uwsgi": "not installable here"}
+NOT_RUN = {"celery": "needs a message broker"}
 # The page's example app, and the leaking app each server runs in its place.
 APPS_FOR = {
     "gunicorn": ("app:app", "leaky_wsgi:app"),
     "uvicorn": ("app:app", "leaky_asgi:app"),
     "fastapi": ("main.py", "leaky_fastapi.py"),
+    "uwsgi": ("app:app", "leaky_wsgi:app"),
 }
+# The directory the page's `leakwatch serve` recipe gathers workers in.
+WORKERS_DIR = "/run/leakwatch"
 FAST = {"LEAKWATCH_INTERVAL": "0.2", "LEAKWATCH_TRACEMALLOC": "off", "LEAKWATCH_LOG_SUSPECTS": "false"}
 
 
@@ -39,7 +43,14 @@ def recipes() -> list[str]:
     with open(PAGE, encoding="utf-8") as f:
         section = f.read().split("## Recipes", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
-    return [line for block in blocks for line in block.splitlines() if line.strip()]
+    out: list[str] = []
+    for block in blocks:
+        for line in block.splitlines():
+            if out and out[-1].endswith("&"):
+                out[-1] += "\n" + line  # the background line goes with the next
+            elif line.strip():
+                out.append(line)
+    return out
 
 
 def server_of(line: str) -> str:
@@ -56,29 +67,38 @@ def test_every_recipe_is_run_or_says_why_not():
 
 
 @pytest.mark.parametrize("line", [line for line in recipes() if server_of(line) in APPS_FOR], ids=server_of)
-def test_a_recipe_as_written_serves_every_worker(line, subprocess_env):
+def test_a_recipe_as_written_serves_every_worker(line, subprocess_env, tmp_path):
     server = server_of(line)
     example, leaky = APPS_FOR[server]
     metrics, app_port = free_port(), free_port()
-    command = line.replace("10464", str(metrics)).replace(example, leaky)
+    command = line.replace("10464", str(metrics)).replace(example, leaky).replace(WORKERS_DIR, str(tmp_path / "workers"))
     env = {**subprocess_env, **FAST, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
     env["PYTHONPATH"] = os.pathsep.join((APPS, env.get("PYTHONPATH", "")))
     # The app's port, from each server's own environment variable.
-    env.update(GUNICORN_CMD_ARGS=f"--bind=127.0.0.1:{app_port}", UVICORN_PORT=str(app_port), PORT=str(app_port))
-    workers = int(re.search(r"(?:-w|--workers)\s+(\d+)", command).group(1))  # type: ignore[union-attr]
+    env.update(
+        GUNICORN_CMD_ARGS=f"--bind=127.0.0.1:{app_port}",
+        UVICORN_PORT=str(app_port),
+        PORT=str(app_port),
+        UWSGI_HTTP=f"127.0.0.1:{app_port}",
+    )
+    workers = int(re.search(r"(?:-w|--workers|-p)\s+(\d+)", command).group(1))  # type: ignore[union-attr]
     # In a session of its own, so the whole recipe (the shell, leakwatch run, the server) stops together.
     proc = subprocess.Popen(["bash", "-c", command], cwd=APPS, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
 
-        def every_worker() -> bool:
+        def every_worker() -> str | bool:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5) as r:
                     text = r.read().decode()
             except OSError:
                 return False
-            return f"leakwatch_workers {float(workers)}" in text
+            return f"leakwatch_workers {float(workers)}" in text and text
 
-        wait_for(every_worker, timeout=90, step=0.5)
+        text = str(wait_for(every_worker, timeout=90, step=0.5))
+        # Each worker's memory, and the memory of the master that started them (uWSGI's own,
+        # under leakwatch serve).
+        labels = set(re.findall(r'^leakwatch_process_resident_bytes\{worker="([^"]+)"\}', text, re.M))
+        assert labels == {*map(str, range(workers)), "master"}, labels
 
         def app_answers() -> int:
             try:
