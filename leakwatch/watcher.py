@@ -32,6 +32,7 @@ from leakwatch.prefork.slots import WorkerReport
 from leakwatch.probes.process import run_and_wait_seconds
 from leakwatch.sampler import Sampler
 from leakwatch.server.exposure import Exposure
+from leakwatch.threads import start_thread
 
 if TYPE_CHECKING:  # imported when used: most processes never serve, and import time is the host's
     from leakwatch import refgraph
@@ -110,9 +111,8 @@ class Watcher:
         if self.role == "master":
             return self._start_master()
         self._stop_event = threading.Event()
-        thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         try:
-            thread.start()
+            thread = start_thread(self._run, THREAD_NAME)
         except RuntimeError:
             # The interpreter is shutting down: starting a thread now would raise into the host.
             logger.debug("leakwatch: not starting during interpreter shutdown")
@@ -306,9 +306,8 @@ class Watcher:
         self._report = self._pipeline.report
         self._tick_errors = 0
         if was_running:
-            thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
             try:
-                thread.start()
+                thread = start_thread(self._run, THREAD_NAME)
             except RuntimeError:
                 return
             self._thread = thread

@@ -18,6 +18,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from leakwatch.server.apps import make_wsgi_app
 from leakwatch.server.endpoints import Source
+from leakwatch.threads import start_thread
 
 logger = logging.getLogger(__name__)
 
@@ -76,11 +77,8 @@ class _Server(ThreadingMixIn, WSGIServer):
                 pass
             self.shutdown_request(request)
             return
-        thread = threading.Thread(
-            target=self.process_request_thread, args=(request, client_address), name=f"{THREAD_NAME}-request", daemon=True
-        )
         try:
-            thread.start()
+            start_thread(self.process_request_thread, f"{THREAD_NAME}-request", request, client_address)
         except BaseException:  # no thread to be had (limits, shutdown): free the slot, drop the request
             self._slots.release()
             self.shutdown_request(request)
@@ -122,9 +120,8 @@ class MetricsServer:
     def start(self) -> tuple[str, int]:
         server_class = _Server6 if ":" in self._host else _Server
         server = make_server(self._host, self._port, self._app, server_class=server_class, handler_class=_QuietHandler)
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.25}, name=THREAD_NAME, daemon=True)
         try:
-            thread.start()
+            thread = start_thread(server.serve_forever, THREAD_NAME, poll_interval=0.25)
         except BaseException:
             server.server_close()
             raise
@@ -141,7 +138,7 @@ class MetricsServer:
             return
         if thread is not None and thread.is_alive() and thread is not threading.current_thread():
             # shutdown() waits without a bound; ask from a helper thread and wait for it here.
-            threading.Thread(target=server.shutdown, name=f"{THREAD_NAME}-stop", daemon=True).start()
+            start_thread(server.shutdown, f"{THREAD_NAME}-stop")
             thread.join(timeout)
         server.server_close()
 
