@@ -28,8 +28,10 @@ def frozen_chains(stops: set[int], ours: set[int], deadline: float, limit: int) 
     module to the object's holder and the object itself (`[module, ..., holder, object]`).
 
     Nothing is walked while nothing is frozen (`gc.get_freeze_count()` is 0): an object no
-    tracked object refers to is then held outside Python indeed. `ours` are ids of the
-    search's own containers, never walked through.
+    tracked object refers to is then held outside Python indeed. (CPython 3.12 starts with a
+    few hundred objects of its own frozen, so there the walk runs whenever it is needed.)
+    `ours` are ids never walked through: the search's own containers, and what a target's
+    search may not take as a holder.
     """
     if not stops or not gc.get_freeze_count():
         return {}

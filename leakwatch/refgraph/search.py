@@ -200,7 +200,13 @@ class Search:
         stops = {tid: nearest[2] for tid, nearest in self.unheld.items() if nearest[0] == "outside" and tid not in found}
         if not stops:
             return
-        chains = frozen_chains(set(stops.values()), self.ours, self.deadline, MAX_KEPT)
+        # Never through the search's own objects, nor through what a target's search may not
+        # take as a holder (a stranded-task check's task and its coroutine).
+        avoid = set(self.ours)
+        for tid in stops:
+            avoid.update(self.excluded.get(tid, ()))
+        self.ours.add(id(avoid))
+        chains = frozen_chains(set(stops.values()), avoid, self.deadline, MAX_KEPT)
         for tid, stop in stops.items():
             chain = chains.get(stop)
             if chain is None:

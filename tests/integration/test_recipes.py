@@ -17,8 +17,10 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 
+import psutil
 import pytest
 
 from tests.integration.conftest import ROOT, free_port, wait_for
@@ -85,7 +87,10 @@ def test_a_recipe_as_written_serves_every_worker(line, subprocess_env, tmp_path)
     )
     workers = int(re.search(r"(?:-w|--workers|-p|--concurrency)\s+(\d+)", command).group(1))  # type: ignore[union-attr]
     # In a session of its own, so the whole recipe (the shell, leakwatch run, the server) stops together.
-    proc = subprocess.Popen(["bash", "-c", command], cwd=APPS, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # `wait` keeps the shell the parent of each command of the recipe (it would exec the last).
+    proc = subprocess.Popen(
+        ["bash", "-c", command + "\nwait"], cwd=APPS, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
 
         def every_worker() -> str | bool:
@@ -115,15 +120,33 @@ def test_a_recipe_as_written_serves_every_worker(line, subprocess_env, tmp_path)
 
         assert wait_for(app_answers, timeout=60, step=0.5), "the recipe serves the app too"
     finally:
-        # As a container runtime stops it: SIGTERM to every process of the recipe. A signal
-        # landing on leakwatch's thread once left uWSGI's worker waiting forever at exit.
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            _, stderr = proc.communicate(timeout=30)
-            stopped = True
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            _, stderr = proc.communicate()
-            stopped = False
+        stopped = stop_as_a_container_would(proc)
+        _, stderr = proc.communicate()
     assert "Traceback" not in stderr, stderr[-3000:]
     assert stopped, "the recipe did not stop within 30 s of SIGTERM"
+
+
+def stop_as_a_container_would(proc: subprocess.Popen[str], timeout: float = 30.0) -> bool:
+    """SIGTERM to each command the recipe's shell started (as a container runtime signals its
+    entrypoint; masters stop their workers), then wait for every process of the recipe. A
+    signal landing on leakwatch's thread once left a uWSGI worker waiting forever at exit.
+    False, after killing them all, when some were still there after `timeout` seconds."""
+    for child in psutil.Process(proc.pid).children():
+        child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not [p for p in psutil.process_iter(["pid"]) if _in_group(p, proc.pid) and p.pid != proc.pid]:
+            break
+        time.sleep(0.2)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        return False
+    os.killpg(proc.pid, signal.SIGTERM)  # the shell itself
+    return True
+
+
+def _in_group(process: psutil.Process, group: int) -> bool:
+    try:
+        return os.getpgid(process.pid) == group and process.status() != psutil.STATUS_ZOMBIE
+    except (OSError, psutil.Error):
+        return False

@@ -9,7 +9,7 @@ import os
 from celery import Celery
 
 folder = os.environ["LEAKY_CELERY_DIR"]
-for sub in ("queue", "processed", "results"):
+for sub in ("queue", "processed", "results", "control"):
     os.makedirs(os.path.join(folder, sub), exist_ok=True)
 
 app = Celery("leaky_celery", broker="filesystem://", backend="file://" + os.path.join(folder, "results"))
@@ -17,6 +17,7 @@ app.conf.broker_transport_options = {
     "data_folder_in": os.path.join(folder, "queue"),
     "data_folder_out": os.path.join(folder, "queue"),
     "data_folder_processed": os.path.join(folder, "processed"),
+    "control_folder": os.path.join(folder, "control"),
 }
 app.conf.broker_connection_retry_on_startup = True
 
