@@ -259,6 +259,15 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("graph_budget", 10.0, "seconds", "Longest one graph may search; it then answers with what it found.", 0.1, 300.0),
     Option(
+        "retained_samples",
+        32,
+        "int",
+        "Objects of each type or site suspect whose deep size (pympler's asizeof) is measured, once a window, to "
+        "estimate the memory the suspect holds; 0 measures none.",
+        0,
+        1000,
+    ),
+    Option(
         "graph_dir",
         "",
         "str",
@@ -347,6 +356,7 @@ class Config:
     graphs: bool = _default("graphs")
     graph_token: str = dataclasses.field(default=_default("graph_token"), repr=False)
     graph_budget: float = _default("graph_budget")
+    retained_samples: int = _default("retained_samples")
     graph_dir: str = _default("graph_dir")
     graph_on_suspect: bool = _default("graph_on_suspect")
     prefork: str = _default("prefork")

@@ -41,7 +41,8 @@ class PhaseHistogram:
 class Costs:
     """A snapshot of what leakwatch has spent since it started (or since fork, in a child).
 
-    - `phases`: a duration histogram per phase ("census", "process", "sites", "detect").
+    - `phases`: a duration histogram per phase ("census", "process", "sites", "detect", and
+      "retained" when a retained-size measure ran).
     - `cpu_seconds`: CPU time of the threads that ran ticks, spent inside ticks.
     - `runs`: how many times each probe ran.
     """

@@ -70,6 +70,19 @@ class Sample:
 
 
 @dataclasses.dataclass(frozen=True)
+class Retained:
+    """The memory a suspect's objects hold, estimated from the deep sizes of a few of them
+    (see `refgraph.retained`): `bytes` now, within `error_bytes` (95%), from `samples` objects
+    sized at `measured_at` (wall-clock) in `seconds`."""
+
+    bytes: float
+    error_bytes: float
+    samples: int
+    seconds: float
+    measured_at: float
+
+
+@dataclasses.dataclass(frozen=True)
 class Suspect:
     """One thing that is leaking, as the detector sees it.
 
@@ -87,6 +100,8 @@ class Suspect:
     - `baseline`: the value where the growth began, in `unit`.
     - `state`: "growing", or "held": it stopped growing when the process went quiet (its load
       stopped) and still holds what it leaked above `baseline`; `growth_per_second` is then 0.
+    - `retained`: for a type or site suspect, the memory its objects hold (`Retained`), once
+      measured; None before, and for a process suspect.
     - `id`: a stable hash of kind and key.
     """
 
@@ -102,6 +117,7 @@ class Suspect:
     detail: str = ""
     baseline: float = 0.0
     state: str = "growing"
+    retained: Retained | None = None
     id: str = ""
 
     def __post_init__(self) -> None:
@@ -123,6 +139,8 @@ class Suspect:
         fields = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in fields}
         kw["sites"] = tuple(kw.get("sites", ()))
+        if isinstance(kw.get("retained"), Mapping):
+            kw["retained"] = Retained(**kw["retained"])
         return cls(**kw)
 
     def describe(self) -> str:
@@ -134,6 +152,8 @@ class Suspect:
         else:
             rate = human(self.growth_per_second * 60, self.unit)
             line = f"{self.kind} {self.key}: +{rate}/min, now {now} (confidence {self.confidence:.3f})"
+        if self.retained is not None:
+            line += f", holding about {human(self.retained.bytes, 'bytes')} (±{human(self.retained.error_bytes, 'bytes')})"
         if self.sites:
             line += " allocated at " + ", ".join(self.sites)
         if self.detail:

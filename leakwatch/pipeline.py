@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
@@ -17,10 +18,11 @@ from typing import TYPE_CHECKING
 from leakwatch import detector
 from leakwatch.config import Config
 from leakwatch.costs import CostMeter
+from leakwatch.errors import LeakwatchError
 from leakwatch.exporters.log import log_changes
 from leakwatch.governor import Governor
 from leakwatch.history import History
-from leakwatch.model import Report, SeriesKey, Suspect
+from leakwatch.model import Report, Retained, SeriesKey, Suspect
 from leakwatch.probes.process import run_and_wait_seconds
 from leakwatch.sampler import Sampler
 from leakwatch.tracing import TraceScheduler
@@ -28,10 +30,30 @@ from leakwatch.tracing import TraceScheduler
 if TYPE_CHECKING:  # imported when asyncio tasks grow: it walks the heap
     from leakwatch.refgraph.tasks import TaskCheck
 
+logger = logging.getLogger("leakwatch")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Sized:
+    """One suspect's last retained-size measure, per unit of the suspect's own measure (an
+    object for a type, a traced byte for a site), so the estimate follows it between measures."""
+
+    per_unit: float
+    shared: float
+    error_per_unit: float
+    samples: int
+    seconds: float
+    at: float  # sample-clock time of the measure
+
+
 # Points of each suspect's chart on the report (and the HTML page).
 TREND_POINTS = 32
 # Census kinds whose largest entries each report carries (Config.top_k of them).
 TOP_KINDS = ("type", "site")
+# Longest one retained-size measure may take (graph_budget, when lower, bounds it too).
+RETAINED_BUDGET_SECONDS = 1.0
+# Suspect kinds whose objects can be found and sized.
+SIZED_KINDS = ("type", "site")
 # Type keys of asyncio's tasks (the C one, and the pure-Python one where _asyncio is missing).
 TASK_TYPES = frozenset({"_asyncio.Task", "asyncio.tasks.Task"})
 
@@ -71,6 +93,8 @@ class Pipeline:
         self._objects = 0  # counted by the latest census
         self._unbilled_cpu = 0.0  # CPU spent for the last tick after it was counted
         self._task_check: TaskCheck | None = None  # while asyncio tasks grow
+        self._sized: dict[SeriesKey, _Sized] = {}  # retained-size measures of current suspects
+        self._sizing_errors = 0
 
     def bill(self, cpu_seconds: float) -> None:
         """CPU spent for the last tick after its report was made (writing it to a file): counted
@@ -120,19 +144,25 @@ class Pipeline:
         }
         detect_seconds = time.perf_counter() - started
         self.verdict = verdict
+        suspects, sizing_seconds = self._with_retained(self._with_task_verdict(verdict.suspects, sample.t), sample.t)
         self.tracing.steer(self._unexplained(verdict), verdict, self.params.window, sample.t, threaded)
         if self.config.log_suspects:
-            log_changes(prior.suspects, verdict.suspects)
+            log_changes(prior.suspects, suspects)
         history = self.history
         named = {s.series for s in verdict.suspects}  # pending holds suspects too: not candidates
+        errors = {**self.sampler.errors, **({"retained": self._sizing_errors} if self._sizing_errors else {})}
         return Report(
             time=sample.t + self._epoch,
             samples=self.sampler.samples,
-            suspects=self._with_task_verdict(verdict.suspects, sample.t),
+            suspects=suspects,
             candidates=tuple(k for k in verdict.pending if k not in named),
             tracing=self.tracing.state,
-            errors={**self.sampler.errors, **({"watcher": tick_errors} if tick_errors else {})},
-            durations={**sample.durations, "detect": detect_seconds},
+            errors={**errors, **({"watcher": tick_errors} if tick_errors else {})},
+            durations={
+                **sample.durations,
+                "detect": detect_seconds,
+                **({"retained": sizing_seconds} if sizing_seconds is not None else {}),
+            },
             series=history.series_count(),
             history_bytes=history.nbytes(),
             top={kind: _largest(sample.values.get(kind, {}), self.config.top_k) for kind in TOP_KINDS},
@@ -149,6 +179,67 @@ class Pipeline:
         """The triggers a tracing window could still explain: growth outside any type, and
         growing types whose sites are not known yet."""
         return [k for k in verdict.triggers if not (k.kind == "type" and k.key in self._type_sites)]
+
+    def _with_retained(self, suspects: tuple[Suspect, ...], now: float) -> tuple[tuple[Suspect, ...], float | None]:
+        """Each type and site suspect with the memory its objects hold (`refgraph.retained`),
+        and the seconds this tick's measure took (None when none ran). One suspect is measured
+        a tick at most, the fastest-growing type first, when its last measure is a window old
+        or it has none; between measures the estimate follows the suspect's count."""
+        current = {s.series for s in suspects if s.kind in SIZED_KINDS}
+        self._sized = {k: v for k, v in self._sized.items() if k in current}
+        if not current or self.config.retained_samples == 0:
+            return suspects, None
+        due = [
+            s
+            for s in suspects
+            if s.series in current and (s.series not in self._sized or now - self._sized[s.series].at >= self.params.window)
+        ]
+        seconds = None
+        if due:
+            chosen = min(due, key=lambda s: (s.kind != "type", -s.growth_per_second))
+            seconds = self._measure(chosen, now)
+        out = []
+        for s in suspects:
+            sized = self._sized.get(s.series)
+            if sized is not None:
+                retained = Retained(
+                    bytes=sized.shared + sized.per_unit * s.current,
+                    error_bytes=sized.error_per_unit * s.current,
+                    samples=sized.samples,
+                    seconds=sized.seconds,
+                    measured_at=sized.at + self._epoch,
+                )
+                s = dataclasses.replace(s, retained=retained)
+            out.append(s)
+        return tuple(out), seconds
+
+    def _measure(self, suspect: Suspect, now: float) -> float | None:
+        """Measure one suspect's retained size; the seconds it took, or None if it could not."""
+        from leakwatch.refgraph.retained import measure
+
+        budget = min(self.config.graph_budget, RETAINED_BUDGET_SECONDS)
+        try:
+            sizing = measure(suspect.kind, suspect.key, self.config.retained_samples, budget)
+        except LeakwatchError:
+            return None  # a site while nothing traces: measured in one of its windows
+        except Exception:
+            # pympler on an object it cannot size: the verdict stands without the estimate.
+            self._sizing_errors += 1
+            logger.debug("leakwatch: could not size %s %s", suspect.kind, suspect.key, exc_info=True)
+            return None
+        if sizing is None or suspect.current <= 0:
+            return None
+        # Per unit of the suspect's own measure: a type's count, or a site's traced bytes.
+        scale = sizing.count / suspect.current if suspect.kind == "site" else 1.0
+        self._sized[suspect.series] = _Sized(
+            per_unit=sizing.per_object * scale,
+            shared=sizing.shared,
+            error_per_unit=sizing.error_per_object * scale,
+            samples=sizing.samples,
+            seconds=sizing.seconds,
+            at=now,
+        )
+        return sizing.seconds
 
     def _with_task_verdict(self, suspects: tuple[Suspect, ...], now: float) -> tuple[Suspect, ...]:
         """Growing asyncio tasks, stranded or a backlog (see `refgraph.tasks.TaskCheck`)."""

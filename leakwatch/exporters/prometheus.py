@@ -74,6 +74,19 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "leakwatch_suspect_since_timestamp_seconds", "gauge", SUSPECT_LABELS, "When the suspect's growth began (Unix time)."
     ),
+    MetricSpec(
+        "leakwatch_suspect_retained_bytes",
+        "gauge",
+        SUSPECT_LABELS,
+        "Memory a type or site suspect's objects hold, estimated from the deep sizes of retained_samples of them; "
+        "absent until measured.",
+    ),
+    MetricSpec(
+        "leakwatch_suspect_retained_error_bytes",
+        "gauge",
+        SUSPECT_LABELS,
+        "Half-width of the 95% bound on leakwatch_suspect_retained_bytes.",
+    ),
     MetricSpec("leakwatch_census_objects", "gauge", ("type",), "Live gc-tracked objects of the top_k most numerous types."),
     MetricSpec("leakwatch_census_types", "gauge", (), "Distinct types in the latest census."),
     MetricSpec("leakwatch_site_bytes", "gauge", ("site",), "Traced bytes still alive of the top_k largest sites, while tracing."),
@@ -217,11 +230,11 @@ def _by_label(kind: str, entries: Sequence[tuple[str, float]]) -> dict[str, floa
 def exposed_series_bound(config: Config) -> int:
     """The most series one scrape can expose with this config (histogram buckets included).
 
-    Fixed metrics, plus `max_suspect_series` x 5 suspect series and `top_k` x 2 census series;
+    Fixed metrics, plus `max_suspect_series` x 6 suspect series and `top_k` x 2 census series;
     the probe and phase label sets are fixed by the code.
     """
-    fixed = 120  # info, per-kind, per-probe and per-phase series, histogram buckets and scalars
-    return fixed + 5 * config.max_suspect_series + 2 * config.top_k
+    fixed = 140  # info, per-kind, per-probe and per-phase series, histogram buckets and scalars
+    return fixed + 6 * config.max_suspect_series + 2 * config.top_k
 
 
 def exposed_bytes_bound(config: Config) -> int:
@@ -386,6 +399,9 @@ def _add_suspects(add: Callable[[str, Sequence[str], float], None], report: Repo
         add(f"leakwatch_suspect_{unit}", labels, s.current)
         add(f"leakwatch_suspect_growth_{unit}_per_second", labels, s.growth_per_second)
         add("leakwatch_suspect_since_timestamp_seconds", labels, s.since)
+        if s.retained is not None:
+            add("leakwatch_suspect_retained_bytes", labels, s.retained.bytes)
+            add("leakwatch_suspect_retained_error_bytes", labels, s.retained.error_bytes)
 
 
 def exported_suspects(suspects: Sequence[Suspect], cap: int) -> list[Suspect]:

@@ -10,6 +10,7 @@ One module per job; each imports only modules listed before it:
 - `roots`: where a path starts (modules, classes, thread frames, tasks), and this package's own frames;
 - `frozen`: holders in the frozen heap a pre-fork master's `gc.freeze()` hides from referrer searches;
 - `search`: the breadth-first search from the samples back to roots, `find_paths`;
+- `retained`: the memory a suspect's objects hold, from pympler's deep sizes of a few of them;
 - `tasks`: asyncio tasks nothing can wake, `stranded_tasks`;
 - `rendering`: JSON, DOT and SVG, `render` (a module named `render` would be hidden by the
   function this package re-exports under that name).

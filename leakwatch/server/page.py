@@ -36,7 +36,7 @@ def render_page(report: Report, config: Config, pid: int | None = None) -> str:
     rows = "\n".join(_row(s, report, config) for s in report.suspects)
     if report.suspects:
         body = (
-            '<table id="suspects"><thead><tr><th>kind</th><th>what</th><th>now</th><th>growth</th>'
+            '<table id="suspects"><thead><tr><th>kind</th><th>what</th><th>now</th><th>holds</th><th>growth</th>'
             "<th>confidence</th><th>growing since</th><th>history</th><th>held by</th></tr></thead>\n"
             f"<tbody>\n{rows}\n</tbody></table>"
         )
@@ -74,6 +74,7 @@ def _row(s: Suspect, report: Report, config: Config) -> str:
         html.escape(s.kind),
         f'<td class="key" title="id {html.escape(s.id)}">{html.escape(s.key)}{_detail(s)}</td>',
         f'<td class="num">{html.escape(human(s.current, s.unit))}</td>',
+        _holds(s),
         f'<td class="num">+{html.escape(human(s.growth_per_second * 60, s.unit))}/min</td>',
         f'<td class="num">{s.confidence:.3f}</td>',
         html.escape(since),
@@ -82,6 +83,17 @@ def _row(s: Suspect, report: Report, config: Config) -> str:
     ]
     tds = "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in cells)
     return f'<tr data-id="{html.escape(s.id)}">{tds}</tr>'
+
+
+def _holds(s: Suspect) -> str:
+    """The memory the suspect's objects hold, with its 95% bound, once measured."""
+    r = s.retained
+    if r is None:
+        text = "not measured yet" if s.kind in GRAPH_KINDS else ""
+        return f'<td class="num retained">{text}</td>'
+    title = f"deep size of {r.samples} sampled objects, scaled to all; measured in {r.seconds:.2f} s"
+    shown = f"{human(r.bytes, 'bytes')} ± {human(r.error_bytes, 'bytes')}"
+    return f'<td class="num retained" title="{html.escape(title)}">{html.escape(shown)}</td>'
 
 
 def _detail(s: Suspect) -> str:

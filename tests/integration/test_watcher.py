@@ -552,3 +552,43 @@ def test_a_whole_tracing_window_takes_enough_samples_when_the_interval_is_long(p
     out = json.loads(result.stdout.splitlines()[-1])
     assert out["windows"] >= 1, out
     assert out["traced"] >= 8, out
+
+
+def test_a_type_suspect_reports_the_memory_its_objects_hold(python, subprocess_env, tmp_path):
+    # Each Session holds a 10 kB payload: the count alone (objects) says nothing of that.
+    report_file = tmp_path / "report.json"
+    code = f"""
+        import json, sys, time
+        from leakwatch.watcher import Watcher
+
+        class Session:
+            def __init__(self, n):
+                self.n = n
+                self.payload = bytearray(10_000)
+
+        kept = []
+        w = Watcher(interval=0.2, warmup=0.0, window=4.0, tracemalloc="off", log_suspects=False,
+                    report_file={str(report_file)!r}).start()
+        deadline = time.monotonic() + 60
+        found = None
+        while time.monotonic() < deadline and found is None:
+            kept.extend(Session(i) for i in range(20))
+            time.sleep(0.02)
+            found = next((s for s in w.report().suspects if s.key.endswith("Session") and s.retained), None)
+        w.stop()
+        truth = sum(sys.getsizeof(s) + sys.getsizeof(s.__dict__) + sys.getsizeof(s.payload) for s in kept)
+        print(json.dumps({{"retained": found and found.to_dict()["retained"], "count": len(kept),
+                          "current": found and found.current, "truth": truth}}))
+    """
+    result = run_child(python, code, subprocess_env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.splitlines()[-1])
+    retained = out["retained"]
+    assert retained is not None, out
+    # The estimate follows the count it was scaled to (the count went on growing after it).
+    truth_then = out["truth"] * out["current"] / out["count"]
+    assert abs(retained["bytes"] - truth_then) <= 0.3 * truth_then, out
+    assert retained["samples"] == 32 and retained["seconds"] > 0 and retained["error_bytes"] >= 0
+    written = json.loads(report_file.read_text())
+    (session,) = [s for s in written["suspects"] if s["key"].endswith("Session")]
+    assert session["retained"]["bytes"] > 0

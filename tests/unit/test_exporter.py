@@ -23,13 +23,18 @@ from leakwatch.exporters.prometheus import (
     label_of,
     truncate,
 )
-from leakwatch.model import Report, SeriesKey, Suspect
+from leakwatch.model import Report, Retained, SeriesKey, Suspect
 from leakwatch.testing import FixedReport
+
+HOLDS = Retained(bytes=10_240_000.0, error_bytes=51_200.0, samples=32, seconds=0.02, measured_at=1.7e9)
 
 
 def suspect(kind: str, key: str, rate: float, current: float = 1000.0) -> Suspect:
     unit = "objects" if kind == "type" else "bytes"
-    return Suspect(kind=kind, key=key, unit=unit, current=current, growth_per_second=rate, since=1.7e9, confidence=0.999)
+    retained = HOLDS if kind != "process" else None
+    return Suspect(
+        kind=kind, key=key, unit=unit, current=current, growth_per_second=rate, since=1.7e9, confidence=0.999, retained=retained
+    )
 
 
 def scrape(report: Report, **options: object) -> dict[str, list]:
@@ -87,6 +92,9 @@ def test_suspects_become_labelled_series_in_their_unit():
     assert list(objects.values()) == [3.0]
     growth = values(families["leakwatch_suspect_growth_bytes_per_second"], "leakwatch_suspect_growth_bytes_per_second")
     assert list(growth.values()) == [2048.0]
+    held = values(families["leakwatch_suspect_retained_bytes"], "leakwatch_suspect_retained_bytes")
+    bound = values(families["leakwatch_suspect_retained_error_bytes"], "leakwatch_suspect_retained_error_bytes")
+    assert list(held.values()) == [HOLDS.bytes] * 2 and list(bound.values()) == [HOLDS.error_bytes] * 2
     by_kind = values(families["leakwatch_suspects"], "leakwatch_suspects")
     assert by_kind == {(("kind", "type"),): 1, (("kind", "site"),): 1, (("kind", "process"),): 0}
     candidates = values(families["leakwatch_candidates"], "leakwatch_candidates")
@@ -151,7 +159,11 @@ def test_census_top_k_process_memory_and_costs():
 
 
 def test_optional_series_are_absent_rather_than_zero():
-    families = scrape(sample_report(memory_limit=0.0, process={"rss": 1e7, "py_blocks": 10.0}, tracing="idle", top={}))
+    unmeasured = tuple(dataclasses.replace(s, retained=None) for s in sample_report().suspects)
+    families = scrape(
+        sample_report(memory_limit=0.0, process={"rss": 1e7, "py_blocks": 10.0}, tracing="idle", top={}, suspects=unmeasured)
+    )
+    assert families["leakwatch_suspect_retained_bytes"] == []
     assert families["leakwatch_memory_limit_bytes"] == []
     assert families["leakwatch_process_uss_bytes"] == []
     assert families["leakwatch_site_bytes"] == []
@@ -203,7 +215,7 @@ def test_series_and_bytes_bounds_hold_in_the_worst_case():
     )
     meter = CostMeter()
     for seconds in (0.0001, 0.003, 0.04, 0.7, 3.0, 30.0):
-        meter.add(dict.fromkeys(("census", "process", "sites", "detect"), seconds), 0.01)
+        meter.add(dict.fromkeys(("census", "process", "sites", "detect", "retained"), seconds), 0.01)
     report = sample_report(
         suspects=many,
         candidates=tuple(SeriesKey("type", str(i)) for i in range(500)),

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from leakwatch.model import Report, SeriesKey, Suspect, leak_ids, suspect_id, unit_of
+from leakwatch.model import Report, Retained, SeriesKey, Suspect, leak_ids, suspect_id, unit_of
 
 
 def make_suspect(**kw) -> Suspect:
@@ -43,7 +43,12 @@ def test_report_round_trips_through_json():
     report = Report(
         time=1.5,
         samples=3,
-        suspects=(make_suspect(sites=("app.py:10",)),),
+        suspects=(
+            make_suspect(sites=("app.py:10",)),
+            make_suspect(
+                key="app.Token", retained=Retained(bytes=2e6, error_bytes=1e4, samples=32, seconds=0.01, measured_at=1.5)
+            ),
+        ),
         candidates=(SeriesKey("type", "list"),),
         tracing="idle",
         errors={"census": 1},
@@ -60,6 +65,8 @@ def test_describe_reads_as_one_line():
     assert "\n" not in line
     assert "app.models.Session" in line and "+210 objects/min" in line and "app/views.py:42" in line
     assert "MiB" in make_suspect(kind="site", unit="bytes", current=3 * 1024**2).describe()
+    held = make_suspect(retained=Retained(bytes=12 * 1024**2, error_bytes=300 * 1024, samples=32, seconds=0.01, measured_at=0))
+    assert "holding about 12.0 MiB (±300.0 KiB)" in held.describe()
 
 
 def test_series_key_reads_back_what_it_writes_even_with_colons_in_the_key():
