@@ -102,6 +102,9 @@ class Suspect:
       stopped) and still holds what it leaked above `baseline`; `growth_per_second` is then 0.
     - `retained`: for a type or site suspect, the memory its objects hold (`Retained`), once
       measured; None before, and for a process suspect.
+    - `user_line`: when the allocating line (a site suspect's key, a type suspect's first site)
+      is in the standard library or an installed package, the nearest line of the
+      application's own code that called into it, once a tracing window caught it; else "".
     - `id`: a stable hash of kind and key.
     """
 
@@ -118,6 +121,7 @@ class Suspect:
     baseline: float = 0.0
     state: str = "growing"
     retained: Retained | None = None
+    user_line: str = ""
     id: str = ""
 
     def __post_init__(self) -> None:
@@ -156,6 +160,8 @@ class Suspect:
             line += f", holding about {human(self.retained.bytes, 'bytes')} (±{human(self.retained.error_bytes, 'bytes')})"
         if self.sites:
             line += " allocated at " + ", ".join(self.sites)
+        if self.user_line:
+            line += f", called from {self.user_line}"
         if self.detail:
             line += f" [{self.detail}]"
         return line

@@ -22,8 +22,9 @@ from leakwatch.errors import LeakwatchError
 from leakwatch.exporters.log import log_changes
 from leakwatch.governor import Governor
 from leakwatch.history import History
-from leakwatch.model import Report, Retained, SeriesKey, Suspect
+from leakwatch.model import SITE_SEPARATOR, Report, Retained, SeriesKey, Suspect
 from leakwatch.probes.process import run_and_wait_seconds
+from leakwatch.probes.sites import is_library_file
 from leakwatch.sampler import Sampler
 from leakwatch.tracing import TraceScheduler
 
@@ -52,6 +53,8 @@ TREND_POINTS = 32
 TOP_KINDS = ("type", "site")
 # Longest one retained-size measure may take (graph_budget, when lower, bounds it too).
 RETAINED_BUDGET_SECONDS = 1.0
+# Deep windows spent looking for the application's line that calls a library's allocating line.
+CALLER_WINDOWS = 3
 # Suspect kinds whose objects can be found and sized.
 SIZED_KINDS = ("type", "site")
 # Type keys of asyncio's tasks (the C one, and the pure-Python one where _asyncio is missing).
@@ -94,6 +97,8 @@ class Pipeline:
         self._unbilled_cpu = 0.0  # CPU spent for the last tick after it was counted
         self._task_check: TaskCheck | None = None  # while asyncio tasks grow
         self._sized: dict[SeriesKey, _Sized] = {}  # retained-size measures of current suspects
+        self._caller_windows: dict[str, int] = {}  # library line -> deep windows that missed its caller
+        self._deep_window = 0  # the last deep window counted there
         self._sizing_errors = 0
 
     def bill(self, cpu_seconds: float) -> None:
@@ -144,7 +149,8 @@ class Pipeline:
         }
         detect_seconds = time.perf_counter() - started
         self.verdict = verdict
-        suspects, sizing_seconds = self._with_retained(self._with_task_verdict(verdict.suspects, sample.t), sample.t)
+        suspects = self._with_callers(self._with_task_verdict(verdict.suspects, sample.t), sample.site_window)
+        suspects, sizing_seconds = self._with_retained(suspects, sample.t)
         self.tracing.steer(self._unexplained(verdict), verdict, self.params.window, sample.t, threaded)
         if self.config.log_suspects:
             log_changes(prior.suspects, suspects)
@@ -176,9 +182,49 @@ class Pipeline:
         )
 
     def _unexplained(self, verdict: detector.Verdict) -> list[SeriesKey]:
-        """The triggers a tracing window could still explain: growth outside any type, and
-        growing types whose sites are not known yet."""
-        return [k for k in verdict.triggers if not (k.kind == "type" and k.key in self._type_sites)]
+        """The triggers a tracing window could still explain: growth outside any type, growing
+        types whose sites are not known yet, and type suspects allocated in a library whose
+        caller in the application is not known yet (a few windows at most)."""
+        unexplained = [k for k in verdict.triggers if not (k.kind == "type" and k.key in self._type_sites)]
+        for s in verdict.suspects:
+            if s.kind == "type" and s.series not in unexplained and self._needs_caller(s):
+                unexplained.append(s.series)
+        return unexplained
+
+    def _needs_caller(self, suspect: Suspect) -> bool:
+        """Whether the suspect's allocating line is in a library and its caller in the
+        application is still wanted: not known, and fewer than `CALLER_WINDOWS` windows tried."""
+        sites = self.sampler.sites
+        line = suspect.key if suspect.kind == "site" else (suspect.sites[0] if suspect.sites else "")
+        if sites is None or not line or line in sites.user_lines:
+            return False
+        if self._caller_windows.get(line, 0) >= CALLER_WINDOWS:
+            return False
+        filename = line.partition(SITE_SEPARATOR)[0].rpartition(":")[0]
+        return is_library_file(filename)
+
+    def _with_callers(self, suspects: tuple[Suspect, ...], window: int) -> tuple[Suspect, ...]:
+        """Each suspect allocated in a library with its caller in the application, once known;
+        asks the site probe to trace deep enough to find it while one is wanted."""
+        sites = self.sampler.sites
+        if sites is None:
+            return suspects
+        wanted = [s for s in suspects if s.kind in SIZED_KINDS and self._needs_caller(s)]
+        if window and window != self._deep_window and sites.deep:
+            # A deep window was traced: each suspect still without its caller used one try.
+            self._deep_window = window
+            for s in wanted:
+                line = s.key if s.kind == "site" else s.sites[0]
+                self._caller_windows[line] = self._caller_windows.get(line, 0) + 1
+            wanted = [s for s in wanted if self._needs_caller(s)]
+        sites.deep = bool(wanted)
+        lines = sites.user_lines
+        out = []
+        for s in suspects:
+            line = s.key if s.kind == "site" else (s.sites[0] if s.kind == "type" and s.sites else "")
+            caller = lines.get(line, "") if line else ""
+            out.append(dataclasses.replace(s, user_line=caller) if caller else s)
+        return tuple(out)
 
     def _with_retained(self, suspects: tuple[Suspect, ...], now: float) -> tuple[tuple[Suspect, ...], float | None]:
         """Each type and site suspect with the memory its objects hold (`refgraph.retained`),

@@ -12,14 +12,18 @@ If the application started tracemalloc itself, this probe reads it and never sto
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import fnmatch
+import functools
 import importlib.util
 import json
 import os
+import site
 import sys
+import sysconfig
 import time
 import tracemalloc
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import compress
 
 from leakwatch.own import is_own_file
@@ -28,6 +32,10 @@ from leakwatch.own import is_own_file
 INSTANCES_PER_TYPE = 32
 MAX_SCAN = 262_144
 MAX_ATTRIBUTED_TYPES = 16
+# Frames a window traces while a suspect's allocating line is in a library, to find the
+# application's line that called into it; and how many such lines the probe remembers.
+USER_FRAMES = 16
+MAX_USER_LINES = 1024
 
 
 # The slowdown measurement: rounds of `_allocation_heavy_work` per timing, and timings per mode.
@@ -99,6 +107,43 @@ def object_traceback(obj: object) -> tracemalloc.Traceback | None:
     return tb
 
 
+def _library_dirs() -> tuple[str, ...]:
+    """Where the standard library and installed packages live (this interpreter's and its venv's)."""
+    paths = sysconfig.get_paths()
+    dirs = {paths.get(name, "") for name in ("stdlib", "platstdlib", "purelib", "platlib")}
+    try:
+        dirs.update(site.getsitepackages())
+    except AttributeError:  # an old virtualenv's site module
+        pass
+    user = site.getusersitepackages() if hasattr(site, "getusersitepackages") else ""
+    dirs.add(user if isinstance(user, str) else "")
+    return tuple(sorted(os.path.join(os.path.realpath(d), "") for d in dirs if d))
+
+
+_LIBRARY_DIRS = _library_dirs()
+
+
+@functools.lru_cache(maxsize=4096)
+def is_library_file(filename: str) -> bool:
+    """Whether a source file belongs to the standard library or an installed package (not to
+    the application, whose own lines a user can change)."""
+    if filename.startswith("<"):
+        return True  # <frozen ...>, <string> of the import system
+    return filename.startswith(_LIBRARY_DIRS) or os.path.realpath(filename).startswith(_LIBRARY_DIRS)
+
+
+def user_line(frames: Sequence[tracemalloc.Frame]) -> str:
+    """When the allocating frame (the last) is in a library: the nearest calling frame in the
+    application's code (`path:LINE`), skipping libraries and leakwatch; "" otherwise, or when
+    the traceback is too short to reach one."""
+    if not frames or not is_library_file(frames[-1].filename):
+        return ""
+    for frame in reversed(frames):
+        if not is_library_file(frame.filename) and not is_own_file(frame.filename):
+            return f"{frame.filename}:{frame.lineno}"
+    return ""
+
+
 def site_key(frames: Iterable[tracemalloc.Frame]) -> str:
     """`path/file.py:LINE` of the allocating frame, then its callers, joined by " <- "."""
     return " <- ".join(f"{f.filename}:{f.lineno}" for f in reversed(list(frames)))
@@ -135,6 +180,15 @@ def _ignored(filename: str) -> bool:
     return is_own_file(filename) or any(fnmatch.fnmatchcase(filename, pattern) for pattern in _IGNORED)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Stat:
+    """One site's live bytes and blocks, as `tracemalloc.Statistic` has them."""
+
+    traceback: Sequence[tracemalloc.Frame]
+    size: int
+    count: int
+
+
 class SiteProbe:
     """Starts and stops tracing windows and reads live bytes per allocation site."""
 
@@ -149,6 +203,12 @@ class SiteProbe:
         self.started_at = 0.0
         self._ours = False
         self._attribute_turn = 0
+        # Set while a suspect's allocating line is in a library and its caller is not known:
+        # the next window traces `USER_FRAMES` frames (keys still name `frames` of them).
+        self.deep = False
+        self._traced_frames = frames
+        # Site key -> the application's line that called into the library allocating there.
+        self.user_lines: dict[str, str] = {}
 
     @property
     def external(self) -> bool:
@@ -164,7 +224,8 @@ class SiteProbe:
         if self.active:
             return
         if not tracemalloc.is_tracing():
-            tracemalloc.start(self.frames)
+            self._traced_frames = max(self.frames, USER_FRAMES) if self.deep else self.frames
+            tracemalloc.start(self._traced_frames)
             self._ours = True
         self.windows_started += 1
         self.window = self.windows_started
@@ -176,7 +237,7 @@ class SiteProbe:
         An application that called `tracemalloc.start(n)` during our window with another
         frame count has taken tracing over (the count changed), and keeps it.
         """
-        if self._ours and tracemalloc.is_tracing() and tracemalloc.get_traceback_limit() == self.frames:
+        if self._ours and tracemalloc.is_tracing() and tracemalloc.get_traceback_limit() == self._traced_frames:
             tracemalloc.stop()
         self._ours = False
         self.window = 0
@@ -189,9 +250,12 @@ class SiteProbe:
         if not self.active:
             return {}, {}
         snapshot = tracemalloc.take_snapshot()
-        key_type = "lineno" if self.frames == 1 else "traceback"
-        stats = snapshot.statistics(key_type)
+        limit = tracemalloc.get_traceback_limit()
+        key_type = "lineno" if self.frames == 1 and limit == 1 else "traceback"
+        stats: Sequence[tracemalloc.Statistic | _Stat] = snapshot.statistics(key_type)
         del snapshot
+        if limit > self.frames:
+            stats = self._keyed_by_frames(list(stats))  # type: ignore[arg-type]
         # Filtering the few grouped sites is far cheaper than Snapshot.filter_traces, which
         # matches every trace against every pattern in Python.
         ignored: dict[str, bool] = {}
@@ -209,6 +273,37 @@ class SiteProbe:
             {k: float(s.size) for k, s in zip(keys, top, strict=False)},
             {k: float(s.count) for k, s in zip(keys, top, strict=False)},
         )
+
+    def _keyed_by_frames(self, stats: list[tracemalloc.Statistic]) -> list[_Stat]:
+        """Statistics of a window traced deeper than `frames`, merged by their last `frames`
+        frames (so site keys stay what they are in other windows), largest first; each site's
+        caller in the application is noted in `user_lines` (the one holding the most bytes)."""
+        merged: dict[str, _Stat] = {}
+        callers: dict[str, dict[str, int]] = {}
+        for stat in stats:
+            frames = list(stat.traceback)
+            kept = frames[-self.frames :]
+            key = site_key(kept)
+            seen = merged.get(key)
+            merged[key] = (
+                _Stat(kept, stat.size, stat.count)
+                if seen is None
+                else _Stat(seen.traceback, seen.size + stat.size, seen.count + stat.count)
+            )
+            line = user_line(frames)
+            if line:
+                tally = callers.setdefault(key, {})
+                tally[line] = tally.get(line, 0) + stat.size
+        for key, tally in callers.items():
+            self._note_user_line(key, max(tally, key=tally.__getitem__))
+        return sorted(merged.values(), key=lambda stat: stat.size, reverse=True)
+
+    def _note_user_line(self, key: str, line: str) -> None:
+        lines = self.user_lines
+        lines.pop(key, None)
+        lines[key] = line
+        while len(lines) > MAX_USER_LINES:
+            del lines[next(iter(lines))]
 
     def overhead(self) -> dict[str, float]:
         """Traced bytes and tracemalloc's own memory, for the process series."""
@@ -247,9 +342,14 @@ class SiteProbe:
                 tries[key] += 1
                 tb = object_traceback(obj)
                 if tb is not None:
-                    site = site_key(tb)
+                    frames = list(tb)
+                    site = site_key(frames[-self.frames :])
                     tallies[key][site] = tallies[key].get(site, 0) + 1
                     traced[key] += 1
+                    if len(frames) > self.frames:
+                        line = user_line(frames)
+                        if line:
+                            self._note_user_line(site, line)
                 if traced[key] >= INSTANCES_PER_TYPE or tries[key] >= 4 * INSTANCES_PER_TYPE:
                     del looking[type(obj)]
                     if not looking:

@@ -97,8 +97,17 @@ def _holds(s: Suspect) -> str:
 
 
 def _detail(s: Suspect) -> str:
-    """The suspect's detail (which worker, whether its tasks are stranded) under its key."""
-    return f'<br><small class="detail">{html.escape(s.detail)}</small>' if s.detail else ""
+    """Under the suspect's key: where its objects are allocated and, when that is in a
+    library, the application's line that called it; and its detail (which worker, whether its
+    tasks are stranded)."""
+    lines = []
+    if s.sites:
+        lines.append("allocated at " + ", ".join(s.sites))
+    if s.user_line:
+        lines.append(f"called from {s.user_line}")
+    if s.detail:
+        lines.append(s.detail)
+    return "".join(f'<br><small class="detail">{html.escape(line)}</small>' for line in lines)
 
 
 def chart(points: Sequence[tuple[float, float]]) -> str:

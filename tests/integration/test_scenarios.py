@@ -172,3 +172,22 @@ def test_every_object_leak_program_names_its_holder():
 def test_stranded_tasks_are_told_from_a_backlog(reports):
     (tasks,) = [s for s in reports["leak_asyncio_stranded"]["suspects"] if s["key"] == "_asyncio.Task"]
     assert "can never be woken" in tasks["detail"], tasks
+
+
+def test_no_site_type_or_graph_names_leakwatch_itself(reports):
+    # leakwatch's own code is never a leak's type, site, caller or holder, in any program.
+    own = os.path.join(ROOT, "leakwatch") + os.sep
+    for name, report in reports.items():
+        for s in report["suspects"]:
+            named = [s["key"], *s["sites"], s.get("user_line", "")]
+            assert not [n for n in named if own in n or n.startswith("leakwatch.")], (name, s)
+        for graph in report["graphs"]:
+            for path in graph["paths"]:
+                assert not any(step["type"].startswith("leakwatch.") for step in path["steps"]), (name, path["text"])
+                assert own not in path["text"], (name, path["text"])
+
+
+def test_a_type_leaks_retained_size_is_reported(reports):
+    (steady,) = [s for s in reports["leak_steady"]["suspects"] if s["key"] == "__main__.Session"]
+    retained = steady["retained"]
+    assert retained is not None and retained["bytes"] > 0 and retained["samples"] > 0, steady

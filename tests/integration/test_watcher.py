@@ -592,3 +592,43 @@ def test_a_type_suspect_reports_the_memory_its_objects_hold(python, subprocess_e
     written = json.loads(report_file.read_text())
     (session,) = [s for s in written["suspects"] if s["key"].endswith("Session")]
     assert session["retained"]["bytes"] > 0
+
+
+def test_a_leak_allocated_inside_an_installed_library_names_the_users_calling_line(python, subprocess_env, tmp_path):
+    # PyYAML (pip-installed) builds the dicts; the application's line keeps them.
+    program = tmp_path / "app.py"
+    program.write_text(
+        textwrap.dedent(
+            """
+            import json, sys, time
+            import yaml
+            from leakwatch.watcher import Watcher
+
+            DOC = "name: job\\nsteps: [1, 2, 3]\\nenv: {a: b}\\n"
+            kept = []
+
+            def handle():
+                kept.append(yaml.safe_load(DOC))  # the leak
+
+            w = Watcher(interval=0.2, warmup=0.0, window=4.0, trace_budget=100.0, log_suspects=False).start()
+            deadline = time.monotonic() + 90
+            found = None
+            while time.monotonic() < deadline and found is None:
+                for _ in range(20):
+                    handle()
+                time.sleep(0.02)
+                found = next((s for s in w.report().suspects if s.key == "dict" and s.user_line), None)
+            w.stop()
+            print(json.dumps(found.to_dict() if found else [s.to_dict() for s in w.report().suspects]))
+            """
+        )
+    )
+    result = subprocess.run([python, str(program)], env=subprocess_env, capture_output=True, text=True, timeout=150)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout.splitlines()[-1])
+    assert isinstance(found, dict), found
+    leak_line = next(i for i, line in enumerate(program.read_text().splitlines(), 1) if "# the leak" in line)
+    assert found["user_line"] == f"{program}:{leak_line}", found
+    # The allocating line is PyYAML's own, where the dicts are made.
+    assert found["sites"] and f"{os.sep}yaml{os.sep}" in found["sites"][0], found
+    assert "leakwatch" not in found["user_line"] and not any(f"{os.sep}leakwatch{os.sep}" in s for s in found["sites"])

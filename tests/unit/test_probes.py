@@ -15,7 +15,7 @@ import pytest
 from leakwatch.probes import census
 from leakwatch.probes.census import CensusProbe, type_key
 from leakwatch.probes.process import ProcessProbe, cgroup_memory_limit, run_and_wait_seconds
-from leakwatch.probes.sites import MAX_ATTRIBUTED_TYPES, SiteProbe
+from leakwatch.probes.sites import MAX_ATTRIBUTED_TYPES, SiteProbe, is_library_file, user_line
 
 
 class Widget:
@@ -174,6 +174,49 @@ def test_attribution_names_the_allocating_line_of_a_type(probe):
     CensusProbe().read(visit=lambda objs, types: found.update(probe.attribute(objs, types, [f"{__name__}.Slotted"])))
     line = next(i for i, text in enumerate(open(__file__), 1) if "SLOTTED-LINE" in text and "next(" not in text)
     assert found[f"{__name__}.Slotted"][0] == f"{__file__}:{line}"
+    del made
+
+
+def test_library_files_are_the_standard_librarys_and_installed_packages():
+    import json
+
+    import yaml
+
+    assert is_library_file(json.__file__) and is_library_file(yaml.__file__)
+    assert is_library_file("<frozen importlib._bootstrap>")
+    assert not is_library_file(__file__)
+
+
+def test_the_users_line_is_the_nearest_caller_outside_libraries_and_leakwatch():
+    import json
+
+    import leakwatch.watcher as own
+
+    frames = [
+        tracemalloc.Frame((__file__, 10)),  # the application's handler (oldest)
+        tracemalloc.Frame((__file__, 20)),  # the application's helper that calls the library
+        tracemalloc.Frame((own.__file__, 30)),  # leakwatch never counts as the application
+        tracemalloc.Frame((json.__file__, 40)),  # the library's allocating line (newest)
+    ]
+    assert user_line(frames) == f"{__file__}:20"
+    assert user_line(frames[:3]) == "", "an allocating line of the application's own needs no caller"
+    assert user_line(frames[2:]) == "", "no application frame within reach"
+
+
+def test_a_deep_window_keeps_site_keys_and_notes_the_callers_of_library_lines(probe):
+    import json
+
+    probe.deep = True
+    probe.start_window(0.0)
+    assert tracemalloc.get_traceback_limit() > 1
+    made = [json.loads('{"a": [1, 2, 3], "b": {"c": "d"}}') for _ in range(300)]  # JSON-CALLER
+    sizes, _ = probe.read()
+    line = next(i for i, text in enumerate(open(__file__), 1) if "JSON-CALLER" in text and "next(" not in text)
+    library_keys = [k for k in sizes if k.startswith(os.path.dirname(json.__file__))]
+    assert library_keys and all(" <- " not in k for k in sizes), "keys name one frame, as trace_frames says"
+    assert any(probe.user_lines.get(k) == f"{__file__}:{line}" for k in library_keys), probe.user_lines
+    probe.stop_window()
+    assert not tracemalloc.is_tracing()
     del made
 
 
