@@ -11,7 +11,7 @@ Nothing runs at import.
 from __future__ import annotations
 
 from leakwatch._version import __version__
-from leakwatch.api import asgi_app, graph, start, stop, suspects, wsgi_app
+from leakwatch.api import asgi_app, graph, snapshot, start, stop, suspects, wsgi_app
 from leakwatch.config import Config
 from leakwatch.errors import ConfigError, LeakwatchError, MissingDependency, MissingTool
 from leakwatch.model import Report, Suspect
@@ -29,6 +29,7 @@ __all__ = [
     "__version__",
     "asgi_app",
     "graph",
+    "snapshot",
     "start",
     "stop",
     "suspects",

@@ -1,7 +1,7 @@
 """The process-wide watcher and the functions `import leakwatch` offers around it.
 
 `start()` makes one watcher for the process (or returns the running one), `stop()` ends it,
-`suspects()` and `graph()` read it; `wsgi_app()` and `asgi_app()` serve it under a web app.
+`suspects()`, `graph()` and `snapshot()` read it; `wsgi_app()` and `asgi_app()` serve it under a web app.
 """
 
 from __future__ import annotations
@@ -97,6 +97,30 @@ def graph(
         wanted.key, kind=wanted.kind, samples=samples, max_depth=max_depth, budget_seconds=budget_seconds, reprs=bool(reprs)
     )
     return refgraph.render(found, format)
+
+
+def snapshot(path: str | None = None) -> dict[str, Any]:
+    """A snapshot of this process's memory (see `leakwatch.snapshots`): the whole census taken
+    now, with the process-wide watcher's latest sites, process memory and suspects (their
+    retained sizes included) when one runs. Written to `path` as JSON when given, for
+    `leakwatch diff` to compare with a later one. Runs on the caller's thread (one walk of the
+    heap)."""
+    watcher = _default
+    if watcher is not None:
+        doc = watcher.snapshot()
+    else:
+        from leakwatch import snapshots
+        from leakwatch.model import Report
+        from leakwatch.probes.census import CensusProbe
+
+        doc = snapshots.make(Report(), CensusProbe().read())
+    if path is not None:
+        import json
+
+        from leakwatch.files import write_atomically
+
+        write_atomically(path, json.dumps(doc, indent=1).encode() + b"\n")
+    return doc
 
 
 def wsgi_app(watcher: Watcher | None = None) -> Callable[..., Any]:

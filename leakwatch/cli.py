@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import NoReturn, TextIO
 
 from leakwatch.config import OPTIONS, SUGGESTED_PORT, Config, parse_text
-from leakwatch.errors import ConfigError
+from leakwatch.errors import ConfigError, LeakwatchError
 from leakwatch.files import write_atomically
 from leakwatch.model import Report, Suspect, seconds
 
@@ -122,6 +122,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="environment variable holding the bearer token, if the server wants one (default LEAKWATCH_GRAPH_TOKEN)",
     )
 
+    snap = sub.add_parser(
+        "snapshot",
+        help="save a running process's memory (census, sites, process memory, suspects) for leakwatch diff",
+        description="GET a running process's /api/snapshot and save it as JSON: every type's live objects, "
+        "the live bytes per site while traced, process memory and the suspects with their retained sizes.",
+    )
+    snap.add_argument("--url", required=True, help="the process's leakwatch server, e.g. http://127.0.0.1:10464")
+    snap.add_argument("-o", "--output", required=True, metavar="FILE", help="the snapshot file to write")
+
+    diff = sub.add_parser(
+        "diff",
+        help="what grew between two snapshots",
+        description="Print the types and sites that grew from snapshot BEFORE to snapshot AFTER (largest first), "
+        "with counts, bytes and retained sizes where the later snapshot knew them, and the change of process memory.",
+    )
+    diff.add_argument("before", metavar="BEFORE", help="the earlier snapshot file")
+    diff.add_argument("after", metavar="AFTER", help="the later snapshot file")
+    diff.add_argument("--top", type=int, default=20, metavar="N", help="types and sites to show of each (default 20)")
+
     sub.add_parser(
         "options",
         help="list every option, its environment variable and default",
@@ -166,6 +185,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             return fetch_graph(args, out)
         if args.command == "serve":
             return serve_workers(args.workers_dir, args.host, args.port, out)
+        if args.command == "snapshot":
+            return fetch_snapshot(args.url, args.output, out)
+        if args.command == "diff":
+            return print_diff(args.before, args.after, args.top, out)
         build_parser().print_help(out)
         return 2
     except CLIError as e:
@@ -223,6 +246,48 @@ def fetch_graph(args: argparse.Namespace, out: TextIO) -> int:
         print(f"  x{path['count']} [{path['signature']}] {path['text']}", file=out)
     if not graph.get("complete", True):
         print("  (the search stopped at its depth or time budget; some instances are not traced)", file=out)
+    return 0
+
+
+# --- leakwatch snapshot and diff --------------------------------------------------------------
+
+
+def fetch_snapshot(url: str, output: str, out: TextIO) -> int:
+    """GET /api/snapshot and save it."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise CLIError(f"--url {url!r}: expected http://HOST:PORT")
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/api/snapshot", timeout=120) as response:
+            body = response.read()
+    except urllib.error.HTTPError as e:
+        raise CLIError(f"{url} answered {e.code}: {e.read().decode(errors='replace').strip()[:300]}", 1) from None
+    except (urllib.error.URLError, OSError) as e:
+        raise CLIError(f"cannot reach {url}: {getattr(e, 'reason', e)}", 1) from None
+    try:
+        write_atomically(output, body)
+    except OSError as e:
+        raise CLIError(f"cannot write {output!r}: {e.strerror or e}", 1) from None
+    doc = json.loads(body)
+    print(f"wrote {output}: {len(doc.get('types', {}))} types, {len(doc.get('suspects', []))} suspects", file=out)
+    return 0
+
+
+def print_diff(before: str, after: str, top: int, out: TextIO) -> int:
+    from leakwatch import snapshots
+
+    if top < 1:
+        raise CLIError(f"--top {top}: expected 1 or more", 2)
+    try:
+        a, b = snapshots.load(before), snapshots.load(after)
+    except LeakwatchError as e:
+        raise CLIError(str(e), 1) from None
+    grown, process = snapshots.diff(a, b, top)
+    out.write(snapshots.format_diff(grown, process, float(b.get("time", 0)) - float(a.get("time", 0))))
     return 0
 
 

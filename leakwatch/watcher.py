@@ -332,6 +332,18 @@ class Watcher:
 
     # --- referrer graphs ------------------------------------------------------------------------
 
+    def snapshot(self) -> dict[str, Any]:
+        """A snapshot of this process (see `leakwatch.snapshots`): the whole census, taken now,
+        with the latest report's sites, process memory and suspects. No tick runs meanwhile."""
+        from leakwatch import snapshots
+        from leakwatch.probes.census import CensusProbe
+
+        census = self._sampler.census or CensusProbe()
+        with self._tick_lock:
+            types = census.read(None, self._pipeline.history.own_objects())
+            report = self._report
+        return snapshots.make(report, types)
+
     def graph(
         self,
         target: Suspect | str,

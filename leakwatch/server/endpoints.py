@@ -23,7 +23,7 @@ from leakwatch.prefork.merge import merged_report, suspects_document, workers_of
 
 logger = logging.getLogger(__name__)
 
-PATHS = ("/metrics", "/api/suspects", "/api/graph")
+PATHS = ("/metrics", "/api/suspects", "/api/graph", "/api/snapshot")
 METHODS = ("GET", "HEAD")
 METRICS_PARAMS = ("name[]",)
 GRAPH_PARAMS = ("suspect", "type", "site", "format", "samples", "depth")
@@ -65,6 +65,7 @@ class Endpoints:
         self.registry = registry if registry is not None else private_registry(self._resolve)
         # One graph at a time: a second request while one is drawn gets 429, not a queue.
         self._graphing = threading.Lock()
+        self._snapshotting = threading.Lock()  # and one snapshot (each walks the heap)
 
     def respond(self, method: str, path: str, query: str, headers: Mapping[str, str]) -> Response:
         """One request: `headers` keys are lower-case. Never raises: a failure answers 500."""
@@ -105,6 +106,8 @@ class Endpoints:
             return Response("200 OK", (("Content-Type", "text/html; charset=utf-8"),), page.encode())
         if path == "/api/graph":
             return self._graph(params, headers)
+        if path == "/api/snapshot":
+            return self._snapshot()
         if path == "/api/suspects":
             source = self._resolve()
             if source is None:
@@ -124,6 +127,26 @@ class Endpoints:
             body = gzip.compress(body, compresslevel=5)
             out.append(("Content-Encoding", "gzip"))
         return Response("200 OK", tuple(out), body)
+
+    def _snapshot(self) -> Response:
+        source = self._resolve()
+        if source is None:
+            return text_response("503 Service Unavailable", "leakwatch is not started in this process\n")
+        take = getattr(source, "snapshot", None)
+        if take is None or workers_of(source) is not None:
+            return text_response(
+                "404 Not Found",
+                "a snapshot is of one process, and this one serves other processes' reports "
+                "(a pre-fork master): call leakwatch.snapshot() in a worker\n",
+            )
+        if not self._snapshotting.acquire(blocking=False):
+            busy = "a snapshot is being taken; try again shortly\n"
+            return text_response("429 Too Many Requests", busy, (("Retry-After", "5"),))
+        try:
+            body = json.dumps(take(), indent=1).encode() + b"\n"
+        finally:
+            self._snapshotting.release()
+        return Response("200 OK", (("Content-Type", "application/json"),), body)
 
     def _graph(self, params: Mapping[str, list[str]], headers: Mapping[str, str]) -> Response:
         source = self._resolve()

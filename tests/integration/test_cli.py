@@ -242,3 +242,41 @@ def test_run_at_true_defaults_names_a_steady_leak_within_minutes_and_not_the_cac
     assert suspect["key"] == "__main__.LeakedRecord"
     assert (data["budget"]["interval"], data["budget"]["window"]) == (5.0, 240.0)
     assert "1 suspected leak(s)" in stderr and "LeakedRecord" in stderr
+
+
+def test_snapshot_and_diff_round_trip_on_a_running_demo(subprocess_env, tmp_path):
+    from .conftest import free_port, wait_for
+
+    port = free_port()
+    demo_proc = subprocess.Popen(
+        [sys.executable, "-m", "leakwatch", "demo", "--duration", "60", "--port", str(port)],
+        env=subprocess_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        before, after = tmp_path / "before.json", tmp_path / "after.json"
+        first = wait_for(
+            lambda: (r := leakwatch("snapshot", "--url", url, "-o", str(before), env=subprocess_env)).returncode == 0 and r
+        )
+        assert f"wrote {before}" in first.stdout
+        time.sleep(4)
+        taken = leakwatch("snapshot", "--url", url, "-o", str(after), env=subprocess_env)
+        assert taken.returncode == 0, taken.stderr
+    finally:
+        demo_proc.send_signal(signal.SIGINT)
+        demo_proc.communicate(timeout=30)
+    doc = json.loads(after.read_text())
+    assert doc["leakwatch_snapshot"] == 1 and doc["types"]["leakwatch.demo.Session"] > 0 and doc["process"]["rss"] > 0
+    result = leakwatch("diff", str(before), str(after), env=subprocess_env)
+    assert result.returncode == 0, result.stderr
+    grew = re.search(r"^  type leakwatch\.demo\.Session: \+([\d,]+) objects", result.stdout, re.M)
+    assert grew and int(grew.group(1).replace(",", "")) > 100, result.stdout
+    # Bad input says what is wrong, and loses nothing.
+    (tmp_path / "junk.json").write_text("{}")
+    bad = leakwatch("diff", str(before), str(tmp_path / "junk.json"), env=subprocess_env)
+    assert bad.returncode == 1 and "is not a leakwatch snapshot" in bad.stderr
+    missing = leakwatch("diff", str(tmp_path / "nope.json"), str(after), env=subprocess_env)
+    assert missing.returncode == 1 and "cannot read snapshot" in missing.stderr

@@ -40,7 +40,7 @@ def get(endpoints: Endpoints, path: str, query: str = "", method: str = "GET", *
 def test_unknown_paths_methods_and_parameters_are_refused_with_what_is_allowed():
     endpoints = Endpoints(Source())
     r = get(endpoints, "/secrets")
-    assert r.status.startswith("404") and b"/metrics, /api/suspects, /api/graph" in r.body
+    assert r.status.startswith("404") and b"/metrics, /api/suspects, /api/graph, /api/snapshot" in r.body
     r = get(endpoints, "/metrics", method="POST")
     assert r.status.startswith("405") and ("Allow", "GET, HEAD") in r.headers
     r = get(endpoints, "/api/suspects", "pretty=1")
@@ -147,3 +147,44 @@ def test_a_watcher_serves_its_page_and_a_failure_inside_answers_500():
         assert r.status.startswith("500") and b"boom" not in r.body
     finally:
         watcher.stop()
+
+
+class Leaky:
+    pass
+
+
+def test_a_snapshot_is_the_whole_census_of_this_process_one_at_a_time():
+    kept = [Leaky() for _ in range(300)]
+    watcher = Watcher(clock=FakeClock(), log_suspects=False)
+    try:
+        watcher.sample_now()
+        endpoints = Endpoints(watcher)
+        r = get(endpoints, "/api/snapshot")
+        assert r.status == "200 OK" and ("Content-Type", "application/json") in r.headers
+        doc = json.loads(r.body)
+        assert doc["leakwatch_snapshot"] == 1 and doc["types"][f"{__name__}.Leaky"] >= len(kept)
+        assert not [t for t in doc["types"] if t.startswith("leakwatch.")], "leakwatch's own objects are left out"
+        assert get(endpoints, "/api/snapshot", "top=3").status.startswith("400")
+        taking, release = threading.Event(), threading.Event()
+
+        def slow() -> dict[str, object]:
+            taking.set()
+            release.wait(10)
+            return {}
+
+        watcher.snapshot = slow  # type: ignore[method-assign]
+        first = threading.Thread(target=get, args=(endpoints, "/api/snapshot"))
+        first.start()
+        try:
+            assert taking.wait(10)
+            assert get(endpoints, "/api/snapshot").status.startswith("429")
+        finally:
+            release.set()
+            first.join(10)
+    finally:
+        watcher.stop()
+
+
+def test_a_source_without_a_heap_of_its_own_has_no_snapshot():
+    r = get(Endpoints(Source()), "/api/snapshot")
+    assert r.status.startswith("404") and b"one process" in r.body
