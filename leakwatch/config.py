@@ -281,6 +281,21 @@ OPTIONS: tuple[Option, ...] = (
         "Also draw a graph into graph_dir when a type or site suspect is first confirmed (a site's while it is traced).",
     ),
     Option(
+        "postmortem_at",
+        0.9,
+        "float",
+        "When process memory passes this share of the memory limit (the container's, or memory_limit), write a "
+        "post-mortem once per crossing: the report and the top suspects' graphs, before an OOM kill; 0 never.",
+        0.0,
+        1.0,
+    ),
+    Option(
+        "postmortem_dir",
+        "",
+        "str",
+        "Where post-mortems are written ({pid} becomes the process id); unset: graph_dir, else the temporary directory.",
+    ),
+    Option(
         "prefork",
         "auto",
         "choice",
@@ -357,6 +372,8 @@ class Config:
     graph_token: str = dataclasses.field(default=_default("graph_token"), repr=False)
     graph_budget: float = _default("graph_budget")
     retained_samples: int = _default("retained_samples")
+    postmortem_at: float = _default("postmortem_at")
+    postmortem_dir: str = _default("postmortem_dir")
     graph_dir: str = _default("graph_dir")
     graph_on_suspect: bool = _default("graph_on_suspect")
     prefork: str = _default("prefork")

@@ -230,6 +230,7 @@ class Report:
     trends: Mapping[str, tuple[tuple[float, float], ...]] = dataclasses.field(default_factory=dict)
     watched: float = 0.0
     verdict_after: float = 0.0
+    postmortems: int = 0  # post-mortems written as memory neared its limit (see leakwatch.postmortem)
 
     @property
     def judged(self) -> bool:
@@ -268,6 +269,7 @@ class Report:
             "trends": {sid: [[t, v] for t, v in points] for sid, points in self.trends.items()},
             "watched": self.watched,
             "verdict_after": self.verdict_after,
+            "postmortems": self.postmortems,
         }
 
     @classmethod
@@ -291,4 +293,5 @@ class Report:
             trends={sid: tuple((float(t), float(v)) for t, v in pts) for sid, pts in d.get("trends", {}).items()},
             watched=float(d.get("watched", 0.0)),
             verdict_after=float(d.get("verdict_after", 0.0)),
+            postmortems=int(d.get("postmortems", 0)),
         )

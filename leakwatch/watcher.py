@@ -37,6 +37,7 @@ from leakwatch.threads import start_thread
 if TYPE_CHECKING:  # imported when used: most processes never serve, and import time is the host's
     from leakwatch import refgraph
     from leakwatch.graphdir import GraphDir
+    from leakwatch.postmortem import PostMortem
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class Watcher:
         self._fork_locked = False
         self._exposure = Exposure(self, self.config, registry)
         self._graph_dir: GraphDir | None = None  # made on the first tick with graph_dir set
+        self._postmortem: PostMortem | None = None  # made on the first tick with postmortem_at set
         self._prefork = Membership(self.config)
         self._register_fork_hook()
 
@@ -266,6 +268,20 @@ class Watcher:
                 self._graph_dir.serve(self._report.suspects, self._find_holders)
             except Exception:
                 logger.warning("leakwatch: drawing a graph into %s failed", self.config.graph_dir, exc_info=True)
+        if self.config.postmortem_at > 0:
+            self._check_postmortem()
+
+    def _check_postmortem(self) -> None:
+        """Write the post-mortem if memory just crossed `postmortem_at` of its limit."""
+        if self._postmortem is None:
+            from leakwatch.postmortem import PostMortem
+
+            self._postmortem = PostMortem(self.config)
+        try:
+            if self._postmortem.check(self._report, self._find_holders) is not None:
+                self._report = dataclasses.replace(self._report, postmortems=self._postmortem.written)
+        except Exception:
+            logger.warning("leakwatch: writing a post-mortem into %s failed", self._postmortem.directory(), exc_info=True)
 
     # --- fork safety ----------------------------------------------------------------------------
 
@@ -328,7 +344,10 @@ class Watcher:
             return report
 
     def _tick(self) -> Report:
-        return self._pipeline.run(threading.current_thread() is self._thread, self._tick_errors)
+        report = self._pipeline.run(threading.current_thread() is self._thread, self._tick_errors)
+        if self._postmortem is not None and self._postmortem.written:
+            report = dataclasses.replace(report, postmortems=self._postmortem.written)
+        return report
 
     # --- referrer graphs ------------------------------------------------------------------------
 

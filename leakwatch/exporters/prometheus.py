@@ -108,6 +108,12 @@ METRICS: tuple[MetricSpec, ...] = (
         "leakwatch_tracemalloc_overhead_bytes", "gauge", (), "Memory tracemalloc uses for its own traces (0 when not tracing)."
     ),
     MetricSpec("leakwatch_ticks_total", "counter", (), "Sampling cycles completed."),
+    MetricSpec(
+        "leakwatch_postmortems_total",
+        "counter",
+        (),
+        "Post-mortems written as process memory crossed postmortem_at of its limit (the report and top suspects' graphs).",
+    ),
     MetricSpec("leakwatch_samples_total", "counter", ("probe",), "Times each probe ran."),
     MetricSpec(
         "leakwatch_errors_total", "counter", ("probe",), 'Failures by probe; probe="watcher" counts whole cycles that failed.'
@@ -423,6 +429,7 @@ def _add_costs(
 ) -> None:
     costs = report.costs
     add("leakwatch_ticks_total", [], report.samples)
+    add("leakwatch_postmortems_total", [], report.postmortems)
     for probe, runs in sorted(costs.runs.items()):
         add("leakwatch_samples_total", [probe], runs)
     for probe in sorted({*costs.runs, *report.errors, "watcher"}):

@@ -632,3 +632,45 @@ def test_a_leak_allocated_inside_an_installed_library_names_the_users_calling_li
     # The allocating line is PyYAML's own, where the dicts are made.
     assert found["sites"] and f"{os.sep}yaml{os.sep}" in found["sites"][0], found
     assert "leakwatch" not in found["user_line"] and not any(f"{os.sep}leakwatch{os.sep}" in s for s in found["sites"])
+
+
+def test_memory_crossing_its_limit_leaves_a_post_mortem_naming_the_leak(python, subprocess_env, tmp_path):
+    # A small limit (the memory_limit option stands in for the container's): the process leaks
+    # until it crosses 90% of it, and leaves the evidence before it "dies" (exits) there.
+    out_dir = tmp_path / "postmortem"
+    code = f"""
+        import glob, json, os, time, psutil
+        from leakwatch.watcher import Watcher
+
+        class Session:
+            def __init__(self, n):
+                self.n = n
+                self.payload = bytearray(10_000)
+
+        limit = psutil.Process().memory_info().rss + 160 * 1024**2
+        w = Watcher(interval=0.2, warmup=0.0, window=4.0, tracemalloc="off", log_suspects=False,
+                    memory_limit=limit, postmortem_dir={str(out_dir)!r}).start()
+        kept, deadline = [], time.monotonic() + 90
+        while time.monotonic() < deadline and not glob.glob({str(out_dir / "*-report.json")!r}):
+            if psutil.Process().memory_info().rss < 0.95 * limit:
+                kept.extend(Session(i) for i in range(10))
+            time.sleep(0.01)
+        settle = time.monotonic() + 5  # the report counts it once the files are whole
+        while w.report().postmortems == 0 and time.monotonic() < settle:
+            time.sleep(0.01)
+        print(json.dumps({{"postmortems": w.report().postmortems, "limit": limit}}))
+        os._exit(0)  # as an OOM kill would: no stop(), no atexit
+    """
+    result = run_child(python, code, subprocess_env, timeout=150)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.splitlines()[-1])
+    assert out["postmortems"] == 1, out
+    (report_file,) = out_dir.glob("postmortem-*-report.json")
+    report = json.loads(report_file.read_text())
+    assert report["process"]["rss"] >= 0.9 * out["limit"] and report["memory_limit"] == out["limit"]
+    (session,) = [s for s in report["suspects"] if s["key"].endswith("Session")]
+    stem = str(report_file).removesuffix("-report.json")
+    graph = json.loads(open(f"{stem}-{session['id']}.json").read())
+    assert graph["target"].endswith("Session") and graph["instances"] > 0 and graph["paths"]
+    assert open(f"{stem}-{session['id']}.dot").read().startswith("digraph")
+    assert "post-mortem written to" in result.stderr and "Session" in result.stderr
