@@ -23,6 +23,8 @@ from leakwatch.trend import MIN_POINTS, Trend, assess, binned, past_floor, still
 
 PROCESS_SUSPECT_KEY = "rss"
 RSS = SeriesKey("process", PROCESS_SUSPECT_KEY)
+# The key of the process's RSS among a report's trends (suspects' are their 12-hex-digit ids).
+RSS_TREND = "rss"
 # A traced share of RSS growth below this leaves the growth "not explained by Python".
 EXPLAINED_SHARE = 0.5
 # Interpreter blocks one object of a growing type may hold: itself, its dict, its values.
@@ -218,15 +220,25 @@ def trends(
     history: History, suspects: Sequence[Suspect], points: int, epoch: float
 ) -> dict[str, tuple[tuple[float, float], ...]]:
     """Each suspect's history in at most `points` equal-time steps, for charts: (wall-clock
-    time, the step's highest value), by suspect id."""
+    time, the step's highest value), by suspect id; and the process's RSS under `RSS_TREND`."""
     out: dict[str, tuple[tuple[float, float], ...]] = {}
     for s in suspects:
-        series = history.get(s.kind, s.key)
-        if series is None or not len(series):
-            continue
-        t, _, hi = binned(series, 0, points)
-        out[s.id] = tuple((round(x + epoch, 3), y) for x, y in zip(t, hi, strict=True))
+        chart = chart_points(history, s.kind, s.key, points, epoch)
+        if chart:
+            out[s.id] = chart
+    rss = chart_points(history, "process", PROCESS_SUSPECT_KEY, points, epoch)
+    if rss:
+        out[RSS_TREND] = rss
     return out
+
+
+def chart_points(history: History, kind: str, key: str, points: int, epoch: float) -> tuple[tuple[float, float], ...]:
+    """One series in at most `points` equal-time steps: (wall-clock time, the step's highest value)."""
+    series = history.get(kind, key)
+    if series is None or not len(series):
+        return ()
+    t, _, hi = binned(series, 0, points)
+    return tuple((round(x + epoch, 3), y) for x, y in zip(t, hi, strict=True))
 
 
 def rss_explained(history: History, p: Params, python_growing: bool) -> bool | None:

@@ -8,6 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import psutil
 
+from leakwatch.detector import RSS_TREND
 from leakwatch.model import Report
 from leakwatch.prefork.slots import WorkerReport
 
@@ -67,7 +68,8 @@ def merged_report(source: Any) -> Report:
         for s in w.report.suspects
     )
     newest = max((w.report for w in live), key=lambda r: r.time, default=source.report())
-    trends = {sid: pts for w in live for sid, pts in w.report.trends.items()}
+    # Suspects' charts; each worker's RSS chart is its own, and a master's page shows none.
+    trends = {sid: pts for w in live for sid, pts in w.report.trends.items() if sid != RSS_TREND}
     return dataclasses.replace(
         newest, suspects=suspects, trends=trends, candidates=tuple(c for w in live for c in w.report.candidates)
     )

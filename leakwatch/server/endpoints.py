@@ -102,7 +102,7 @@ class Endpoints:
                 return text_response("503 Service Unavailable", "leakwatch is not started in this process\n")
             from leakwatch.server.page import render_page
 
-            page = render_page(merged_report(source), source.config)
+            page = render_page(merged_report(source), source.config, own_memory=workers_of(source) is None)
             return Response("200 OK", (("Content-Type", "text/html; charset=utf-8"),), page.encode())
         if path == "/api/graph":
             return self._graph(params, headers)

@@ -10,10 +10,14 @@ import time
 from collections.abc import Sequence
 
 from leakwatch.config import Config
+from leakwatch.detector import RSS_TREND
+from leakwatch.exporters.prometheus import memory_limit_eta
 from leakwatch.model import Report, Suspect, human
 
-CHART_WIDTH = 160
-CHART_HEIGHT = 36
+CHART_WIDTH = 220
+CHART_HEIGHT = 48
+AXIS_WIDTH = 48  # left of the line: the value labels
+AXIS_HEIGHT = 11  # under it: the time span
 REFRESH_SECONDS = 10
 
 STYLE = """
@@ -26,12 +30,17 @@ th{background:#f8fafc;font-weight:600}
 td.key{font-family:ui-monospace,monospace;word-break:break-all}
 td.num{text-align:right;white-space:nowrap}
 svg.chart polyline{fill:none;stroke:#dc2626;stroke-width:1.5}
+svg.chart text{font-size:9px;fill:#64748b}
+svg.chart line.axis{stroke:#cbd5e1}
+svg.chart line.limit{stroke:#0f172a;stroke-dasharray:3 2}
+h2{font-size:1.1em;margin:1.5em 0 .3em}
 p.none{color:#15803d}
 """
 
 
-def render_page(report: Report, config: Config, pid: int | None = None) -> str:
-    """The whole page, as text."""
+def render_page(report: Report, config: Config, pid: int | None = None, own_memory: bool = True) -> str:
+    """The whole page, as text; `own_memory` False leaves out the process memory section (a
+    pre-fork master's page merges its workers' reports, whose memory is each their own)."""
     pid = os.getpid() if pid is None else pid
     rows = "\n".join(_row(s, report, config) for s in report.suspects)
     if report.suspects:
@@ -55,7 +64,7 @@ def render_page(report: Report, config: Config, pid: int | None = None) -> str:
         f'<p class="meta">{report.samples} samples, the latest at {html.escape(when)}; '
         f"{candidates} growing but not yet confirmed; tracing {html.escape(report.tracing)}. "
         '<a href="metrics">metrics</a> · <a href="api/suspects">report as JSON</a></p>\n'
-        f"{body}\n</body></html>\n"
+        f"{body}\n{memory_section(report) if own_memory else ''}</body></html>\n"
     )
 
 
@@ -78,7 +87,7 @@ def _row(s: Suspect, report: Report, config: Config) -> str:
         f'<td class="num">+{html.escape(human(s.growth_per_second * 60, s.unit))}/min</td>',
         f'<td class="num">{s.confidence:.3f}</td>',
         html.escape(since),
-        chart(report.trends.get(s.id, ())),
+        chart(report.trends.get(s.id, ()), s.unit),
         link,
     ]
     tds = "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in cells)
@@ -110,20 +119,65 @@ def _detail(s: Suspect) -> str:
     return "".join(f'<br><small class="detail">{html.escape(line)}</small>' for line in lines)
 
 
-def chart(points: Sequence[tuple[float, float]]) -> str:
-    """A small inline SVG line of the points, scaled to fit; empty with fewer than two."""
+def chart(points: Sequence[tuple[float, float]], unit: str = "objects", limit: float = 0.0) -> str:
+    """A small inline SVG line of the points with its axes: the highest and lowest values (in
+    `unit`) on the left, the time it spans below; `limit`, when given, as a dashed line the
+    scale reaches up to. Empty with fewer than two points."""
     if len(points) < 2:
         return ""
     t0, t1 = points[0][0], points[-1][0]
     lo = min(v for _, v in points)
-    hi = max(v for _, v in points)
+    hi = max([v for _, v in points] + ([limit] if limit > 0 else []))
     span_t = (t1 - t0) or 1.0
     span_v = (hi - lo) or 1.0
-    coords = " ".join(
-        f"{(t - t0) / span_t * (CHART_WIDTH - 2) + 1:.1f},{CHART_HEIGHT - 1 - (v - lo) / span_v * (CHART_HEIGHT - 2):.1f}"
-        for t, v in points
+    left, width, height = AXIS_WIDTH, CHART_WIDTH - AXIS_WIDTH - 2, CHART_HEIGHT - AXIS_HEIGHT
+
+    def y(v: float) -> float:
+        return height - 1 - (v - lo) / span_v * (height - 2)
+
+    coords = " ".join(f"{left + (t - t0) / span_t * width + 1:.1f},{y(v):.1f}" for t, v in points)
+    labels = (
+        f'<text x="{left - 3}" y="9" text-anchor="end">{html.escape(_short(hi, unit))}</text>'
+        f'<text x="{left - 3}" y="{height - 1}" text-anchor="end">{html.escape(_short(lo, unit))}</text>'
+        f'<text x="{CHART_WIDTH - 2}" y="{CHART_HEIGHT - 2}" text-anchor="end">'
+        f"{html.escape(unit)}, last {html.escape(_span(span_t))}</text>"
+        f'<line class="axis" x1="{left}" y1="0" x2="{left}" y2="{height}"/>'
+        f'<line class="axis" x1="{left}" y1="{height}" x2="{CHART_WIDTH}" y2="{height}"/>'
     )
+    if limit > 0:
+        labels += f'<line class="limit" x1="{left}" y1="{y(limit):.1f}" x2="{CHART_WIDTH}" y2="{y(limit):.1f}"/>'
     return (
         f'<svg class="chart" width="{CHART_WIDTH}" height="{CHART_HEIGHT}" viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" '
-        f'role="img" aria-label="growth over time"><polyline points="{coords}"/></svg>'
+        f'role="img" aria-label="{html.escape(unit)} over time">{labels}<polyline points="{coords}"/></svg>'
     )
+
+
+def _short(value: float, unit: str) -> str:
+    """A value for an axis label: 12.3k objects, 45.6 MiB."""
+    if unit == "bytes":
+        return human(value, "bytes")
+    for suffix, size in (("M", 1e6), ("k", 1e3)):
+        if abs(value) >= size:
+            return f"{value / size:.1f}{suffix}"
+    return f"{value:.0f}"
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 5400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def memory_section(report: Report) -> str:
+    """The process's RSS: now, its limit, when it reaches the limit at its growth, and a chart."""
+    rss = report.process.get("rss")
+    if rss is None:
+        return ""
+    said = [f"RSS {human(rss, 'bytes')}"]
+    if report.memory_limit > 0:
+        said.append(f"limit {human(report.memory_limit, 'bytes')} ({100 * rss / report.memory_limit:.0f}% used)")
+        eta = memory_limit_eta([report])
+        said.append(f"reaches it in about {_span(eta)} at its growth over the last window" if eta else "not growing toward it")
+    drawn = chart(report.trends.get(RSS_TREND, ()), "bytes", report.memory_limit)
+    return f'<h2>Process memory</h2>\n<p id="rss">{html.escape("; ".join(said))}.</p>\n{drawn}\n'
+

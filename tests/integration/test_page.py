@@ -84,6 +84,12 @@ def test_page_shows_the_suspect_its_chart_and_its_graph_link(subprocess_env, tmp
         assert len(points) > 5
         ys = [float(p.split(",")[1]) for p in points]
         assert ys[-1] < ys[0]  # the line climbs (SVG y grows downwards)
+        # Its axes: the highest and lowest counts, the unit and the time it spans.
+        labels = re.findall(r"<text[^>]*>([^<]+)</text>", cells)
+        assert len(labels) == 3 and re.fullmatch(r"objects, last \d+ s", labels[2]), labels
+        assert "holds" in dom and re.search(r'<td class="num retained"[^>]*>[\d.]+ (?:[KMG]i)?B ± ', cells), cells
+        # The process's memory below the table, charted in bytes.
+        assert re.search(r'<p id="rss">RSS [\d.]+ [KMG]iB', dom) and 'aria-label="bytes over time"' in dom
         link = re.search(r'<a class="graph" href="([^"]+)"', cells).group(1)
         assert "cache" not in dom.split("<tbody>", 1)[1]  # the bounded cache is not listed
 

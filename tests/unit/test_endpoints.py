@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import threading
 
 import pytest
@@ -188,3 +189,21 @@ def test_a_snapshot_is_the_whole_census_of_this_process_one_at_a_time():
 def test_a_source_without_a_heap_of_its_own_has_no_snapshot():
     r = get(Endpoints(Source()), "/api/snapshot")
     assert r.status.startswith("404") and b"one process" in r.body
+
+
+def test_the_page_shows_process_memory_against_its_limit_and_when_it_gets_there():
+    from leakwatch.detector import RSS_TREND
+    from leakwatch.server.page import render_page
+
+    rss = tuple((1.7e9 + 10 * i, 100e6 + 1e6 * i) for i in range(12))
+    report = Report(
+        samples=12,
+        process={"rss": 111e6, "rss_growth": 1e5},
+        memory_limit=1024**3,
+        trends={RSS_TREND: rss},
+    )
+    page = render_page(report, Config.from_options(env={}), pid=42)
+    said = re.search(r'<p id="rss">([^<]+)</p>', page).group(1)
+    assert said == "RSS 105.9 MiB; limit 1.0 GiB (10% used); reaches it in about 2.7 h at its growth over the last window."
+    assert 'class="limit"' in page and "bytes, last 2 min" in page
+    assert "Process memory" not in render_page(report, Config.from_options(env={}), pid=42, own_memory=False)
