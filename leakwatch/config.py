@@ -281,6 +281,13 @@ OPTIONS: tuple[Option, ...] = (
         "Also draw a graph into graph_dir when a type or site suspect is first confirmed (a site's while it is traced).",
     ),
     Option(
+        "baseline_file",
+        "",
+        "str",
+        "When set, a snapshot taken once warm-up ends is saved there ({pid} becomes the process id), for "
+        "`leakwatch diff` to compare later ones with; the page then shows each type suspect's growth since it.",
+    ),
+    Option(
         "postmortem_at",
         0.9,
         "float",
@@ -372,6 +379,7 @@ class Config:
     graph_token: str = dataclasses.field(default=_default("graph_token"), repr=False)
     graph_budget: float = _default("graph_budget")
     retained_samples: int = _default("retained_samples")
+    baseline_file: str = _default("baseline_file")
     postmortem_at: float = _default("postmortem_at")
     postmortem_dir: str = _default("postmortem_dir")
     graph_dir: str = _default("graph_dir")

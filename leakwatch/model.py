@@ -231,6 +231,10 @@ class Report:
     watched: float = 0.0
     verdict_after: float = 0.0
     postmortems: int = 0  # post-mortems written as memory neared its limit (see leakwatch.postmortem)
+    # With the baseline_file option: when the start-up baseline was taken (wall-clock), and
+    # each current type suspect's count in it.
+    baseline_at: float = 0.0
+    baseline: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def judged(self) -> bool:
@@ -270,6 +274,8 @@ class Report:
             "watched": self.watched,
             "verdict_after": self.verdict_after,
             "postmortems": self.postmortems,
+            "baseline_at": self.baseline_at,
+            "baseline": dict(self.baseline),
         }
 
     @classmethod
@@ -294,4 +300,6 @@ class Report:
             watched=float(d.get("watched", 0.0)),
             verdict_after=float(d.get("verdict_after", 0.0)),
             postmortems=int(d.get("postmortems", 0)),
+            baseline_at=float(d.get("baseline_at", 0.0)),
+            baseline={str(k): float(v) for k, v in d.get("baseline", {}).items()},
         )

@@ -86,6 +86,7 @@ class Watcher:
         self._exposure = Exposure(self, self.config, registry)
         self._graph_dir: GraphDir | None = None  # made on the first tick with graph_dir set
         self._postmortem: PostMortem | None = None  # made on the first tick with postmortem_at set
+        self._baseline: tuple[float, dict[str, float]] | None = None  # (time, census) with baseline_file
         self._prefork = Membership(self.config)
         self._register_fork_hook()
 
@@ -270,6 +271,11 @@ class Watcher:
                 logger.warning("leakwatch: drawing a graph into %s failed", self.config.graph_dir, exc_info=True)
         if self.config.postmortem_at > 0:
             self._check_postmortem()
+        if self.config.baseline_file and self._baseline is None:
+            try:
+                self._take_baseline()
+            except Exception:
+                logger.warning("leakwatch: taking the baseline snapshot failed", exc_info=True)
 
     def _check_postmortem(self) -> None:
         """Write the post-mortem if memory just crossed `postmortem_at` of its limit."""
@@ -347,7 +353,26 @@ class Watcher:
         report = self._pipeline.run(threading.current_thread() is self._thread, self._tick_errors)
         if self._postmortem is not None and self._postmortem.written:
             report = dataclasses.replace(report, postmortems=self._postmortem.written)
+        if self._baseline is not None:
+            at, types = self._baseline
+            counts = {s.key: types.get(s.key, 0.0) for s in report.suspects if s.kind == "type"}
+            report = dataclasses.replace(report, baseline_at=at, baseline=counts)
         return report
+
+    def _take_baseline(self) -> None:
+        """Once warm-up has ended: the start-up snapshot, saved to `baseline_file`."""
+        report = self._report
+        if report.watched < self.config.warmup or not report.samples:
+            return
+        doc = self.snapshot()
+        path = self.config.baseline_file.replace("{pid}", str(os.getpid()))
+        self._baseline = (float(doc["time"]), {str(k): float(v) for k, v in doc["types"].items()})
+        try:
+            write_atomically(path, json.dumps(doc, indent=1) + "\n")
+        except OSError as e:
+            logger.warning("leakwatch: cannot write the baseline snapshot to %s: %s", path, e.strerror or e)
+            return
+        logger.info("leakwatch: baseline snapshot (%d types) saved to %s", len(doc["types"]), path)
 
     # --- referrer graphs ------------------------------------------------------------------------
 

@@ -82,7 +82,7 @@ def _row(s: Suspect, report: Report, config: Config) -> str:
     cells = [
         html.escape(s.kind),
         f'<td class="key" title="id {html.escape(s.id)}">{html.escape(s.key)}{_detail(s)}</td>',
-        f'<td class="num">{html.escape(human(s.current, s.unit))}</td>',
+        f'<td class="num">{html.escape(human(s.current, s.unit))}{_since_baseline(s, report)}</td>',
         _holds(s),
         f'<td class="num">+{html.escape(human(s.growth_per_second * 60, s.unit))}/min</td>',
         f'<td class="num">{s.confidence:.3f}</td>',
@@ -92,6 +92,16 @@ def _row(s: Suspect, report: Report, config: Config) -> str:
     ]
     tds = "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in cells)
     return f'<tr data-id="{html.escape(s.id)}">{tds}</tr>'
+
+
+def _since_baseline(s: Suspect, report: Report) -> str:
+    """A type suspect's growth since the start-up baseline (the baseline_file option)."""
+    if s.kind != "type" or s.key not in report.baseline:
+        return ""
+    when = time.strftime("%H:%M:%S", time.localtime(report.baseline_at))
+    grown = s.current - report.baseline[s.key]
+    sign = "+" if grown >= 0 else "-"
+    return f'<br><small class="baseline">{sign}{html.escape(human(abs(grown), s.unit))} since the baseline at {when}</small>'
 
 
 def _holds(s: Suspect) -> str:

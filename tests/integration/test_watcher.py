@@ -674,3 +674,36 @@ def test_memory_crossing_its_limit_leaves_a_post_mortem_naming_the_leak(python, 
     assert graph["target"].endswith("Session") and graph["instances"] > 0 and graph["paths"]
     assert open(f"{stem}-{session['id']}.dot").read().startswith("digraph")
     assert "post-mortem written to" in result.stderr and "Session" in result.stderr
+
+
+def test_a_baseline_taken_after_warm_up_is_saved_and_shown_beside_each_type_suspect(python, subprocess_env, tmp_path):
+    baseline = tmp_path / "baseline-{pid}.json"
+    code = f"""
+        import json, time
+        from leakwatch.server.page import render_page
+        from leakwatch.watcher import Watcher
+
+        class Leaky:
+            pass
+
+        kept = []
+        w = Watcher(interval=0.2, warmup=1.0, window=4.0, tracemalloc="off", log_suspects=False,
+                    baseline_file={str(baseline)!r}).start()
+        deadline, found = time.monotonic() + 60, None
+        while time.monotonic() < deadline and found is None:
+            kept.extend(Leaky() for _ in range(20))
+            time.sleep(0.02)
+            report = w.report()
+            found = next((s for s in report.suspects if s.key.endswith("Leaky") and s.key in report.baseline), None)
+        page = render_page(report, w.config)
+        w.stop()
+        print(json.dumps({{"then": report.baseline.get(found.key) if found else None, "now": found and found.current,
+                          "shown": "since the baseline at" in page}}))
+    """
+    result = run_child(python, code, subprocess_env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.splitlines()[-1])
+    assert out["then"] is not None and 0 < out["then"] < out["now"] and out["shown"], out
+    (saved,) = tmp_path.glob("baseline-*.json")
+    doc = json.loads(saved.read_text())
+    assert doc["leakwatch_snapshot"] == 1 and doc["types"]["__main__.Leaky"] == out["then"]
