@@ -96,6 +96,11 @@ def format_diff(grown: Sequence[Growth], process: Mapping[str, float], seconds: 
         lines.append("  no type or site grew")
     for g in grown:
         held = f", holding about {human(g.retained, 'bytes')}" if g.retained is not None else ""
-        span = f"{human(g.before, g.unit)} -> {human(g.after, g.unit)}"
-        lines.append(f"  {g.kind} {g.key}: +{human(g.delta, g.unit)} ({span}){held}")
+        span = f"{_amount(g.before, g.unit)} -> {_amount(g.after, g.unit)}"
+        lines.append(f"  {g.kind} {g.key}: +{_amount(g.delta, g.unit)} ({span}){held}")
     return "\n".join(lines) + "\n"
+
+
+def _amount(value: float, unit: str) -> str:
+    """A count of objects is whole; bytes read as KiB, MiB, GiB."""
+    return human(value, unit) if unit == "bytes" else f"{value:,.0f} objects"

@@ -97,6 +97,17 @@ def test_census_subtracts_what_leakwatch_owns():
 
 
 @pytest.mark.parametrize("accelerated", TALLIES)
+def test_census_leaves_out_pympler_which_leakwatch_runs_to_size_suspects(accelerated):
+    from pympler.asizeof import Asizer
+
+    sizer = Asizer()
+    sizer.asizeof([object(), {"a": 1}, Slotted()])  # fills pympler's cache of type definitions
+    counts = CensusProbe(accelerated=accelerated).read()
+    assert not [t for t in counts if t.startswith("pympler.")], sorted(counts)[:20]
+    del sizer
+
+
+@pytest.mark.parametrize("accelerated", TALLIES)
 def test_census_keeps_nothing_alive_and_adds_no_referrers(accelerated):
     probe = CensusProbe(accelerated=accelerated)
     target = Widget()
