@@ -262,7 +262,7 @@ OPTIONS: tuple[Option, ...] = (
         "retained_samples",
         32,
         "int",
-        "Objects of each type or site suspect whose deep size (pympler's asizeof) is measured, once a window, to "
+        "Objects of each type suspect whose deep size (pympler's asizeof) is measured, once a window, to "
         "estimate the memory the suspect holds; 0 measures none.",
         0,
         1000,

@@ -100,7 +100,7 @@ class Suspect:
     - `baseline`: the value where the growth began, in `unit`.
     - `state`: "growing", or "held": it stopped growing when the process went quiet (its load
       stopped) and still holds what it leaked above `baseline`; `growth_per_second` is then 0.
-    - `retained`: for a type or site suspect, the memory its objects hold (`Retained`), once
+    - `retained`: for a type suspect, the memory its objects hold (`Retained`), once
       measured; None before, and for a process suspect.
     - `user_line`: when the allocating line (a site suspect's key, a type suspect's first site)
       is in the standard library or an installed package, the nearest line of the

@@ -55,8 +55,14 @@ TOP_KINDS = ("type", "site")
 RETAINED_BUDGET_SECONDS = 1.0
 # Deep windows spent looking for the application's line that calls a library's allocating line.
 CALLER_WINDOWS = 3
-# Suspect kinds whose objects can be found and sized.
-SIZED_KINDS = ("type", "site")
+# Suspect kinds whose objects are sized: a type's instances. (A site's objects are known only
+# while tracing, by the traceback of what the open window allocated, which is not the
+# population its series counts.)
+SIZED_KINDS = ("type",)
+# Share of cpu_budget retained-size measures may use: after a measure that took S seconds of
+# CPU, the next waits S / (RETAINED_SHARE * budget). Not counted in the pace: a measure never
+# spaces the samples out.
+RETAINED_SHARE = 0.25
 # Type keys of asyncio's tasks (the C one, and the pure-Python one where _asyncio is missing).
 TASK_TYPES = frozenset({"_asyncio.Task", "asyncio.tasks.Task"})
 
@@ -98,6 +104,8 @@ class Pipeline:
         self._task_check: TaskCheck | None = None  # while asyncio tasks grow
         self._sized: dict[SeriesKey, _Sized] = {}  # retained-size measures of current suspects
         self._caller_windows: dict[str, int] = {}  # library line -> deep windows that missed its caller
+        self._sizing_cpu = 0.0  # CPU the last tick's retained-size measure took
+        self._next_sizing_at = 0.0  # when the next may run (see RETAINED_SHARE)
         self._deep_window = 0  # the last deep window counted there
         self._sizing_errors = 0
 
@@ -110,13 +118,14 @@ class Pipeline:
         """One tick; `threaded` says the watcher's thread runs it (see `TraceScheduler.steer`),
         `tick_errors` counts the ticks that failed so far (reported as the "watcher" error)."""
         cpu = time.thread_time()
+        self._sizing_cpu = 0.0
         report = self._decide(threaded, tick_errors)
         cpu = time.thread_time() - cpu + self._unbilled_cpu
         self._unbilled_cpu = 0.0
         self._costs.add(report.durations, cpu)
         governor = self.governor
         governor.observe_contention(run_and_wait_seconds())
-        if governor.after_tick(cpu, self._objects):
+        if governor.after_tick(cpu - self._sizing_cpu, self._objects):
             self.params = dataclasses.replace(
                 self.params,
                 window=governor.window,
@@ -209,7 +218,7 @@ class Pipeline:
         sites = self.sampler.sites
         if sites is None:
             return suspects
-        wanted = [s for s in suspects if s.kind in SIZED_KINDS and self._needs_caller(s)]
+        wanted = [s for s in suspects if s.kind in ("type", "site") and self._needs_caller(s)]
         if window and window != self._deep_window and sites.deep:
             # A deep window was traced: each suspect still without its caller used one try.
             self._deep_window = window
@@ -227,10 +236,11 @@ class Pipeline:
         return tuple(out)
 
     def _with_retained(self, suspects: tuple[Suspect, ...], now: float) -> tuple[tuple[Suspect, ...], float | None]:
-        """Each type and site suspect with the memory its objects hold (`refgraph.retained`),
-        and the seconds this tick's measure took (None when none ran). One suspect is measured
-        a tick at most, the fastest-growing type first, when its last measure is a window old
-        or it has none; between measures the estimate follows the suspect's count."""
+        """Each type suspect with the memory its objects hold (`refgraph.retained`), and the
+        seconds this tick's measure took (None when none ran). One suspect is measured a tick
+        at most, the fastest-growing first, when its last measure is a window old or it has
+        none, and as `RETAINED_SHARE` of the CPU budget allows; between measures the estimate
+        follows the suspect's count."""
         current = {s.series for s in suspects if s.kind in SIZED_KINDS}
         self._sized = {k: v for k, v in self._sized.items() if k in current}
         if not current or self.config.retained_samples == 0:
@@ -241,9 +251,12 @@ class Pipeline:
             if s.series in current and (s.series not in self._sized or now - self._sized[s.series].at >= self.params.window)
         ]
         seconds = None
-        if due:
-            chosen = min(due, key=lambda s: (s.kind != "type", -s.growth_per_second))
+        if due and now >= self._next_sizing_at:
+            chosen = min(due, key=lambda s: -s.growth_per_second)
+            cpu = time.thread_time()
             seconds = self._measure(chosen, now)
+            self._sizing_cpu = time.thread_time() - cpu
+            self._next_sizing_at = now + self._sizing_cpu / (RETAINED_SHARE * max(self.governor.budget, 1e-6))
         out = []
         for s in suspects:
             sized = self._sized.get(s.series)

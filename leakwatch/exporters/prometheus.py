@@ -78,7 +78,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "leakwatch_suspect_retained_bytes",
         "gauge",
         SUSPECT_LABELS,
-        "Memory a type or site suspect's objects hold, estimated from the deep sizes of retained_samples of them; "
+        "Memory a type suspect's objects hold, estimated from the deep sizes of retained_samples of them; "
         "absent until measured.",
     ),
     MetricSpec(
