@@ -1,4 +1,9 @@
-"""The `leakwatch` command: the only code in leakwatch that prints or picks exit codes."""
+"""The `leakwatch` command: the only code in leakwatch that prints or picks exit codes.
+
+It is a little over 500 lines because every command's words live here, its arguments and help in
+`build_parser` and its behaviour in one function (demo, run, serve, graph, snapshot, diff,
+options); what a command does beyond printing is in the modules it calls.
+"""
 
 from __future__ import annotations
 
@@ -206,9 +211,7 @@ GRAPH_FORMATS = {".json": "json", ".dot": "dot", ".gv": "dot", ".svg": "svg"}
 
 def fetch_graph(args: argparse.Namespace, out: TextIO) -> int:
     """GET /api/graph and print the paths, or save the graph in the format -o's extension names."""
-    import urllib.error
     import urllib.parse
-    import urllib.request
 
     fmt = "json"
     if args.output:
@@ -216,28 +219,13 @@ def fetch_graph(args: argparse.Namespace, out: TextIO) -> int:
         if ext not in GRAPH_FORMATS:
             raise CLIError(f"-o {args.output!r}: the file must end in {', '.join(GRAPH_FORMATS)}")
         fmt = GRAPH_FORMATS[ext]
-    parsed = urllib.parse.urlparse(args.url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise CLIError(f"--url {args.url!r}: expected http://HOST:PORT")
     query = {"suspect": args.suspect} if args.suspect else {"type": args.type} if args.type else {"site": args.site}
     query.update(format=fmt, samples=str(args.samples))
-    url = args.url.rstrip("/") + "/api/graph?" + urllib.parse.urlencode(query)
-    headers = {}
     token = os.environ.get(args.token_env, "")
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=120) as response:
-            body = response.read()
-    except urllib.error.HTTPError as e:
-        raise CLIError(f"{args.url} answered {e.code}: {e.read().decode(errors='replace').strip()[:300]}", 1) from None
-    except (urllib.error.URLError, OSError) as e:
-        raise CLIError(f"cannot reach {args.url}: {getattr(e, 'reason', e)}", 1) from None
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    body = _get(args.url, "/api/graph?" + urllib.parse.urlencode(query), headers)
     if args.output:
-        try:
-            write_atomically(args.output, body)
-        except OSError as e:
-            raise CLIError(f"cannot write {args.output!r}: {e.strerror or e}", 1) from None
+        _save(args.output, body)
         print(f"wrote {args.output}", file=out)
         return 0
     graph = json.loads(body)
@@ -249,11 +237,8 @@ def fetch_graph(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-# --- leakwatch snapshot and diff --------------------------------------------------------------
-
-
-def fetch_snapshot(url: str, output: str, out: TextIO) -> int:
-    """GET /api/snapshot and save it."""
+def _get(url: str, path: str, headers: dict[str, str] | None = None) -> bytes:
+    """GET `path` of a leakwatch server at `url`; `CLIError` saying what went wrong."""
     import urllib.error
     import urllib.parse
     import urllib.request
@@ -262,16 +247,29 @@ def fetch_snapshot(url: str, output: str, out: TextIO) -> int:
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise CLIError(f"--url {url!r}: expected http://HOST:PORT")
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/api/snapshot", timeout=120) as response:
-            body = response.read()
+        with urllib.request.urlopen(urllib.request.Request(url.rstrip("/") + path, headers=headers or {}), timeout=120) as r:
+            body: bytes = r.read()
     except urllib.error.HTTPError as e:
         raise CLIError(f"{url} answered {e.code}: {e.read().decode(errors='replace').strip()[:300]}", 1) from None
     except (urllib.error.URLError, OSError) as e:
         raise CLIError(f"cannot reach {url}: {getattr(e, 'reason', e)}", 1) from None
+    return body
+
+
+def _save(path: str, body: bytes) -> None:
     try:
-        write_atomically(output, body)
+        write_atomically(path, body)
     except OSError as e:
-        raise CLIError(f"cannot write {output!r}: {e.strerror or e}", 1) from None
+        raise CLIError(f"cannot write {path!r}: {e.strerror or e}", 1) from None
+
+
+# --- leakwatch snapshot and diff --------------------------------------------------------------
+
+
+def fetch_snapshot(url: str, output: str, out: TextIO) -> int:
+    """GET /api/snapshot and save it."""
+    body = _get(url, "/api/snapshot")
+    _save(output, body)
     doc = json.loads(body)
     print(f"wrote {output}: {len(doc.get('types', {}))} types, {len(doc.get('suspects', []))} suspects", file=out)
     return 0

@@ -20,12 +20,15 @@ import os
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from leakwatch.config import Config
 from leakwatch.errors import LeakwatchError
 from leakwatch.files import TMP_SUFFIX, write_atomically
 from leakwatch.model import Suspect
-from leakwatch.refgraph import Graph, to_dot
+
+if TYPE_CHECKING:  # drawn only when asked for
+    from leakwatch.refgraph import Graph
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ GRAPHS_PER_TICK = 3
 REQUEST_SETTLE_SECONDS = 0.2
 MAX_REQUEST_BYTES = 300
 
-FindHolders = Callable[[str], Graph]
+FindHolders = Callable[[str], "Graph"]
 
 
 class GraphDir:
@@ -79,6 +82,8 @@ class GraphDir:
 
     @staticmethod
     def _write(directory: str, target: str, find_holders: FindHolders) -> None:
+        from leakwatch.refgraph import to_dot
+
         try:
             found = find_holders(target)
         except LeakwatchError as e:

@@ -13,18 +13,22 @@ container's log holds the gist even when the files die with it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import tempfile
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from leakwatch.config import Config
 from leakwatch.errors import LeakwatchError
 from leakwatch.files import write_atomically
 from leakwatch.model import Report, human
-from leakwatch.refgraph import Graph, to_dot
+
+if TYPE_CHECKING:  # drawn only when memory crosses the line
+    from leakwatch.refgraph import Graph
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +36,7 @@ POSTMORTEM_GRAPHS = 3
 # Memory must fall this share of the limit under the line before another crossing counts.
 REARM_MARGIN = 0.05
 
-FindHolders = Callable[[str], Graph]
+FindHolders = Callable[[str], "Graph"]
 
 
 class PostMortem:
@@ -60,12 +64,18 @@ class PostMortem:
         self._armed = False
         return self._write(report, rss, limit, find_holders)
 
+    def annotate(self, report: Report) -> Report:
+        """The report with how many post-mortems this process wrote."""
+        return dataclasses.replace(report, postmortems=self.written) if self.written else report
+
     def directory(self) -> str:
         config = self._config
         chosen = config.postmortem_dir or config.graph_dir or tempfile.gettempdir()
         return chosen.replace("{pid}", str(os.getpid()))
 
     def _write(self, report: Report, rss: float, limit: float, find_holders: FindHolders) -> str:
+        from leakwatch.refgraph import to_dot
+
         directory = self.directory()
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         stem = os.path.join(directory, f"postmortem-{os.getpid()}-{stamp}")

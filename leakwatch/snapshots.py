@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from leakwatch.config import Config
 from leakwatch.errors import LeakwatchError
+from leakwatch.files import write_atomically
 from leakwatch.model import Report, human
+
+logger = logging.getLogger(__name__)
 
 FORMAT = 1  # the document's version, in its "leakwatch_snapshot" field
 DIFF_ROWS = 20
@@ -33,6 +38,37 @@ def make(report: Report, types: Mapping[str, float], pid: int | None = None) -> 
         "process": dict(report.process),
         "suspects": [s.to_dict() for s in report.suspects],
     }
+
+
+class Baseline:
+    """The start-up snapshot of the `baseline_file` option: taken once warm-up ends, saved for
+    `leakwatch diff`, and each later report's type suspects' counts in it (`annotate`)."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self.at = 0.0
+        self.types: dict[str, float] | None = None
+
+    def after_tick(self, report: Report, take: Callable[[], dict[str, Any]]) -> None:
+        """Take the snapshot (`take()`) once warm-up has ended, and save it."""
+        if self.types is not None or not report.samples or report.watched < self._config.warmup:
+            return
+        doc = take()
+        self.at, self.types = float(doc["time"]), {str(k): float(v) for k, v in doc["types"].items()}
+        path = self._config.baseline_file.replace("{pid}", str(os.getpid()))
+        try:
+            write_atomically(path, json.dumps(doc, indent=1) + "\n")
+        except OSError as e:
+            logger.warning("leakwatch: cannot write the baseline snapshot to %s: %s", path, e.strerror or e)
+            return
+        logger.info("leakwatch: baseline snapshot (%d types) saved to %s", len(self.types), path)
+
+    def annotate(self, report: Report) -> Report:
+        types = self.types
+        if types is None:
+            return report
+        counts = {s.key: types.get(s.key, 0.0) for s in report.suspects if s.kind == "type"}
+        return dataclasses.replace(report, baseline_at=self.at, baseline=counts)
 
 
 def load(path: str) -> dict[str, Any]:

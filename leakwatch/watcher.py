@@ -25,19 +25,20 @@ from typing import TYPE_CHECKING, Any
 from leakwatch.config import Config
 from leakwatch.errors import LeakwatchError
 from leakwatch.files import write_atomically
+from leakwatch.graphdir import GraphDir
 from leakwatch.model import Report, Suspect
 from leakwatch.pipeline import Pipeline
+from leakwatch.postmortem import PostMortem
 from leakwatch.prefork.member import PUBLISHING, Membership
 from leakwatch.prefork.slots import WorkerReport
 from leakwatch.probes.process import run_and_wait_seconds
 from leakwatch.sampler import Sampler
 from leakwatch.server.exposure import Exposure
+from leakwatch.snapshots import Baseline
 from leakwatch.threads import start_thread
 
 if TYPE_CHECKING:  # imported when used: most processes never serve, and import time is the host's
     from leakwatch import refgraph
-    from leakwatch.graphdir import GraphDir
-    from leakwatch.postmortem import PostMortem
 
 logger = logging.getLogger(__name__)
 
@@ -84,9 +85,10 @@ class Watcher:
         self._pid = os.getpid()
         self._fork_locked = False
         self._exposure = Exposure(self, self.config, registry)
-        self._graph_dir: GraphDir | None = None  # made on the first tick with graph_dir set
-        self._postmortem: PostMortem | None = None  # made on the first tick with postmortem_at set
-        self._baseline: tuple[float, dict[str, float]] | None = None  # (time, census) with baseline_file
+        # After-tick duties, as the options ask.
+        self._graph_dir = GraphDir(self.config) if self.config.graph_dir else None
+        self._postmortem = PostMortem(self.config) if self.config.postmortem_at > 0 else None
+        self._baseline = Baseline(self.config) if self.config.baseline_file else None
         self._prefork = Membership(self.config)
         self._register_fork_hook()
 
@@ -260,34 +262,21 @@ class Watcher:
             self._tick_errors += 1
             self._report = dataclasses.replace(self._report, errors={**self._report.errors, "watcher": self._tick_errors})
             logger.warning("leakwatch: a sampling tick failed; the next one will run", exc_info=self._tick_errors == 1)
-        if self.config.graph_dir:
-            try:
-                if self._graph_dir is None:
-                    from leakwatch.graphdir import GraphDir
+        graph_dir, postmortem, baseline = self._graph_dir, self._postmortem, self._baseline
+        if graph_dir is not None:
+            self._guarded("drawing a graph into graph_dir", lambda: graph_dir.serve(self._report.suspects, self._find_holders))
+        if postmortem is not None:
+            self._guarded("writing a post-mortem", lambda: postmortem.check(self._report, self._find_holders))
+        if baseline is not None:
+            self._guarded("taking the baseline snapshot", lambda: baseline.after_tick(self._report, self.snapshot))
 
-                    self._graph_dir = GraphDir(self.config)
-                self._graph_dir.serve(self._report.suspects, self._find_holders)
-            except Exception:
-                logger.warning("leakwatch: drawing a graph into %s failed", self.config.graph_dir, exc_info=True)
-        if self.config.postmortem_at > 0:
-            self._check_postmortem()
-        if self.config.baseline_file and self._baseline is None:
-            try:
-                self._take_baseline()
-            except Exception:
-                logger.warning("leakwatch: taking the baseline snapshot failed", exc_info=True)
-
-    def _check_postmortem(self) -> None:
-        """Write the post-mortem if memory just crossed `postmortem_at` of its limit."""
-        if self._postmortem is None:
-            from leakwatch.postmortem import PostMortem
-
-            self._postmortem = PostMortem(self.config)
+    @staticmethod
+    def _guarded(what: str, duty: Callable[[], object]) -> None:
+        """An after-tick duty that must never cost the watcher its thread."""
         try:
-            if self._postmortem.check(self._report, self._find_holders) is not None:
-                self._report = dataclasses.replace(self._report, postmortems=self._postmortem.written)
+            duty()
         except Exception:
-            logger.warning("leakwatch: writing a post-mortem into %s failed", self._postmortem.directory(), exc_info=True)
+            logger.warning("leakwatch: %s failed", what, exc_info=True)
 
     # --- fork safety ----------------------------------------------------------------------------
 
@@ -351,28 +340,10 @@ class Watcher:
 
     def _tick(self) -> Report:
         report = self._pipeline.run(threading.current_thread() is self._thread, self._tick_errors)
-        if self._postmortem is not None and self._postmortem.written:
-            report = dataclasses.replace(report, postmortems=self._postmortem.written)
-        if self._baseline is not None:
-            at, types = self._baseline
-            counts = {s.key: types.get(s.key, 0.0) for s in report.suspects if s.kind == "type"}
-            report = dataclasses.replace(report, baseline_at=at, baseline=counts)
+        for extra in (self._postmortem, self._baseline):
+            if extra is not None:
+                report = extra.annotate(report)
         return report
-
-    def _take_baseline(self) -> None:
-        """Once warm-up has ended: the start-up snapshot, saved to `baseline_file`."""
-        report = self._report
-        if report.watched < self.config.warmup or not report.samples:
-            return
-        doc = self.snapshot()
-        path = self.config.baseline_file.replace("{pid}", str(os.getpid()))
-        self._baseline = (float(doc["time"]), {str(k): float(v) for k, v in doc["types"].items()})
-        try:
-            write_atomically(path, json.dumps(doc, indent=1) + "\n")
-        except OSError as e:
-            logger.warning("leakwatch: cannot write the baseline snapshot to %s: %s", path, e.strerror or e)
-            return
-        logger.info("leakwatch: baseline snapshot (%d types) saved to %s", len(doc["types"]), path)
 
     # --- referrer graphs ------------------------------------------------------------------------
 
