@@ -25,6 +25,7 @@ from leakwatch.errors import ConfigError, LeakwatchError
 from leakwatch.files import write_atomically
 from leakwatch.model import Report, Suspect, seconds
 
+PIPE_CLOSED = 141  # 128 + SIGPIPE, what a shell reports for a tool its pipe's reader left
 BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
 
 
@@ -45,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="leakwatch",
         description="Find memory leaks in running Python programs, with statistics instead of eyeballing.",
-        epilog="Options can also come from LEAKWATCH_* environment variables: 'leakwatch options' lists them.",
+        epilog="Options can also come from LEAKWATCH_* environment variables: 'leakwatch options' lists them. "
+        "Exit codes: 0 done; 1 a failure outside leakwatch's control (a server that does not answer, a file it "
+        "cannot read or write); 2 bad arguments; 141 the reader of the output went away (a closed pipe); "
+        "leakwatch run exits with its program's code.",
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -171,37 +175,53 @@ def _positive_seconds(text: str) -> float:
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """Run the command line; returns the exit code (2 for bad arguments)."""
+    """Run the command line; returns the exit code (see the parser's epilog)."""
     out = out or sys.stdout
     try:
-        args = build_parser().parse_args(argv)
-        if args.version:
-            from leakwatch._version import __version__
-
-            print(f"leakwatch {__version__}", file=out)
-            return 0
-        if args.command == "demo":
-            return run_demo(args.duration, args.interval, out, args.port)
-        if args.command == "run":
-            return run_program(args.argv, args.option, args.report, args.quiet)
-        if args.command == "options":
-            return print_options(out)
-        if args.command == "graph":
-            return fetch_graph(args, out)
-        if args.command == "serve":
-            return serve_workers(args.workers_dir, args.host, args.port, out)
-        if args.command == "snapshot":
-            return fetch_snapshot(args.url, args.output, out)
-        if args.command == "diff":
-            return print_diff(args.before, args.after, args.top, out)
-        build_parser().print_help(out)
-        return 2
+        code = _dispatch(argv, out)
+        out.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        return code
     except CLIError as e:
         print(f"leakwatch: error: {e}", file=sys.stderr)
         return e.exit_code
     except ConfigError as e:
         print(f"leakwatch: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`leakwatch options | head -1`): stop quietly, as Unix tools do,
+        # and keep the interpreter's last flush of stdout from failing again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return PIPE_CLOSED
+
+
+def _dispatch(argv: Sequence[str] | None, out: TextIO) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, printed
+        return e.code if isinstance(e.code, int) else 0
+    if args.version:
+        from leakwatch._version import __version__
+
+        print(f"leakwatch {__version__}", file=out)
+        return 0
+    if args.command == "demo":
+        return run_demo(args.duration, args.interval, out, args.port)
+    if args.command == "run":
+        return run_program(args.argv, args.option, args.report, args.quiet)
+    if args.command == "options":
+        return print_options(out)
+    if args.command == "graph":
+        return fetch_graph(args, out)
+    if args.command == "serve":
+        return serve_workers(args.workers_dir, args.host, args.port, out)
+    if args.command == "snapshot":
+        return fetch_snapshot(args.url, args.output, out)
+    if args.command == "diff":
+        return print_diff(args.before, args.after, args.top, out)
+    build_parser().print_help(out)
+    return 2
 
 
 # --- leakwatch graph ---------------------------------------------------------------------------

@@ -280,3 +280,32 @@ def test_snapshot_and_diff_round_trip_on_a_running_demo(subprocess_env, tmp_path
     assert bad.returncode == 1 and "is not a leakwatch snapshot" in bad.stderr
     missing = leakwatch("diff", str(tmp_path / "nope.json"), str(after), env=subprocess_env)
     assert missing.returncode == 1 and "cannot read snapshot" in missing.stderr
+
+
+@pytest.mark.parametrize("args", [["options"], ["--help"], ["diff", "--help"]])
+def test_a_reader_that_goes_away_ends_the_command_quietly(args, subprocess_env):
+    # A pipe whose reader is gone before the first write: every write fails with EPIPE.
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "leakwatch", *args],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=subprocess_env,
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    assert result.stderr == "" and result.returncode in (0, 141), (result.returncode, result.stderr[-2000:])
+    # As a user types it: the first line, and nothing on stderr.
+    piped = subprocess.run(
+        f"{sys.executable} -m leakwatch {' '.join(args)} | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        env=subprocess_env,
+        timeout=60,
+    )
+    assert piped.stderr == "" and len(piped.stdout.splitlines()) == 1
