@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from leakwatch.config import Config
 from leakwatch.errors import LeakwatchError
-from leakwatch.files import TMP_SUFFIX, write_atomically
+from leakwatch.files import read_small, write_atomically
 from leakwatch.model import Suspect
 
 if TYPE_CHECKING:  # drawn only when asked for
@@ -33,6 +34,10 @@ if TYPE_CHECKING:  # drawn only when asked for
 logger = logging.getLogger(__name__)
 
 REQUEST_FILE = "graph-request"
+# What a request may hold: a suspect id, a type name, or a site (path.py:LINE).
+REQUEST_SYNTAX = re.compile(r"[0-9a-f]{12}|[A-Za-z_][\w.<>]*|[^\x00-\x1f]+\.py:\d+")
+# The graphs this module writes (and prunes): graph-<pid>-<target>.json and .dot.
+GRAPH_FILE = re.compile(r"graph-\d+-[\w.-]+\.(?:json|dot)")
 MAX_GRAPH_FILES = 40  # 20 graphs, a .json and a .dot each
 GRAPHS_PER_TICK = 3
 # `echo id > graph-request` creates the file before it writes the id.
@@ -70,14 +75,25 @@ class GraphDir:
         taken = f"{request}.{os.getpid()}"
         try:
             # A file still being written waits for a later tick.
-            if abs(time.time() - os.stat(request).st_mtime) < REQUEST_SETTLE_SECONDS:
+            if abs(time.time() - os.lstat(request).st_mtime) < REQUEST_SETTLE_SECONDS:
                 return []
             os.rename(request, taken)  # one process takes a request, even with several watching
         except OSError:
             return []
-        with open(taken, encoding="utf-8", errors="replace") as f:
-            wanted = f.read(MAX_REQUEST_BYTES).strip()
-        os.unlink(taken)
+        try:
+            wanted = read_small(taken, MAX_REQUEST_BYTES).decode("utf-8", errors="replace").strip()
+        except OSError as e:
+            # A link or a device: nothing of what it points at is read, or told.
+            logger.warning("leakwatch: ignored %s: not a regular file (%s)", request, e.strerror or e)
+            return []
+        finally:
+            try:
+                os.unlink(taken)
+            except OSError:
+                pass
+        if wanted and not REQUEST_SYNTAX.fullmatch(wanted):
+            logger.warning("leakwatch: ignored %s: it holds no suspect id, type name or site (path.py:LINE)", request)
+            return []
         return [wanted] if wanted else [s.id for s in suspects if s.kind == "type"]
 
     @staticmethod
@@ -93,20 +109,21 @@ class GraphDir:
         for ext, text in ((".json", json.dumps(found.to_dict(), indent=2)), (".dot", to_dot(found))):
             write_atomically(stem + ext, text)
         logger.info("leakwatch: wrote the graph of %s to %s.json and .dot", target[:80], stem)
-        _keep_newest(directory, "graph-", MAX_GRAPH_FILES)
+        _keep_newest(directory, GRAPH_FILE, MAX_GRAPH_FILES)
 
 
 def _file_safe(target: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in target)[:100]
 
 
-def _keep_newest(directory: str, prefix: str, keep: int) -> None:
-    """Delete all but the newest `keep` files whose names start with `prefix`."""
+def _keep_newest(directory: str, name: re.Pattern[str], keep: int) -> None:
+    """Delete all but the newest `keep` files whose whole names match `name` (leakwatch's own:
+    whatever else lives in the directory is never touched)."""
     entries = []
     with os.scandir(directory) as it:
         for entry in it:
-            if entry.name.startswith(prefix) and not entry.name.endswith(TMP_SUFFIX) and entry.is_file():
-                entries.append((entry.stat().st_mtime, entry.path))
+            if name.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                entries.append((entry.stat(follow_symlinks=False).st_mtime, entry.path))
     for _, path in sorted(entries, reverse=True)[keep:]:
         try:
             os.unlink(path)

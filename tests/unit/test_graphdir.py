@@ -60,7 +60,41 @@ def test_an_empty_request_draws_every_type_suspect_and_a_bad_one_is_logged(tmp_p
     request(str(tmp_path), "not a type!")
     with caplog.at_level(logging.WARNING, logger="leakwatch.graphdir"):
         graphs.serve((TYPE,), find)
-    assert "no graph for 'not a type!'" in caplog.text
+    assert "holds no suspect id, type name or site" in caplog.text and "not a type" not in caplog.text
+    assert find.asked == [TYPE.id, OTHER.id], "nothing drawn for it"
+    request(str(tmp_path), "app.Missing")
+    with caplog.at_level(logging.WARNING, logger="leakwatch.graphdir"):
+        graphs.serve((TYPE,), Finder())
+    assert "no graph for 'app.Missing'" not in caplog.text  # a well-formed name is drawn or told
+
+
+def test_a_request_that_is_a_link_is_never_followed_nor_its_target_told(tmp_path, caplog):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("app.Session")  # a target that would even parse
+    graphs = GraphDir(Config.from_options(env={}, graph_dir=str(tmp_path / "graphs")))
+    os.mkdir(tmp_path / "graphs")
+    link = tmp_path / "graphs" / REQUEST_FILE
+    os.symlink(secret, link)
+    old = os.lstat(link).st_mtime - 2 * REQUEST_SETTLE_SECONDS
+    os.utime(link, (old, old), follow_symlinks=False)
+    find = Finder()
+    with caplog.at_level(logging.WARNING, logger="leakwatch.graphdir"):
+        graphs.serve((TYPE,), find)
+    assert find.asked == [] and "not a regular file" in caplog.text and "Session" not in caplog.text
+    assert secret.read_text() == "app.Session" and not link.exists()
+
+
+def test_pruning_touches_only_the_graphs_it_wrote(tmp_path):
+    mine = [tmp_path / f"graph-mine-{i}.png" for i in range(45)]  # the application's own files
+    for path in mine:
+        path.write_bytes(b"png")
+        os.utime(path, (1, 1))  # older than any graph
+    graphs = GraphDir(Config.from_options(env={}, graph_dir=str(tmp_path)))
+    for i in range(MAX_GRAPH_FILES // 2 + 3):
+        request(str(tmp_path), f"app.T{i}")
+        graphs.serve((), Finder())
+    assert all(path.exists() for path in mine)
+    assert len(list(tmp_path.glob(f"graph-{os.getpid()}-*"))) == MAX_GRAPH_FILES
 
 
 def test_each_new_type_suspect_is_drawn_once_when_asked_to(tmp_path):
