@@ -31,8 +31,9 @@ def safe_key(key: object) -> str:
 
 def scrubbed_repr(obj: object) -> str:
     """`repr(obj)` for people, when they opt in: containers shown a few items deep, secrets
-    (long random-looking runs, values after names like password= or token:, e-mail addresses,
-    bearer tokens) replaced by <redacted>, at most `MAX_REPR` characters. It runs the object's
+    replaced by <redacted> (passwords in URLs, values after names like password=, token: or
+    "secret", bearer tokens, private keys, cloud and service keys of known shapes, long
+    random-looking runs; e-mail addresses become <email>), at most `MAX_REPR` characters. It runs the object's
     `__repr__`, application code: never called unless reprs are asked for."""
     try:
         text = _REPR.repr(obj)
@@ -47,17 +48,35 @@ MAX_REPR = 120
 _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple, _REPR.maxset = 2, 4, 4, 4, 4
 _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 60, 120, 40
+# Names whose value is a secret, in code and in configuration.
+SECRET_NAMES = (
+    r"\w*pass(?:word|wd|phrase)?|pwd|\w*secret\w*|\w*token\w*|api[_-]?key|apikey|access[_-]?key\w*|auth\w*|"
+    r"session\w*|cookie|credential\w*|private[_-]?key|signature|client[_-]?secret|x-api-key"
+)
 SCRUB = (
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 <redacted>"),
+    # A PEM block: everything after its header.
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*", re.S), "<redacted private key>"),
+    # user:password@ in a URL (postgres://user:pw@host/db, https://user:pw@host).
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s'\"]*):[^@\s'\"]+@"), r"\1:<redacted>@"),
+    (re.compile(r"(?i)\b(bearer|basic|token|digest)\s+[A-Za-z0-9._~+/=-]+"), r"\1 <redacted>"),
+    # name=value, name: value, "name": "value", name => value, name -> value, name is value.
     (
         re.compile(
-            r"(?i)((?:pass(?:word|wd)?|pwd|secret|token|api[_-]?key|access[_-]?key|auth\w*|session\w*|cookie|credential\w*|"
-            r"private[_-]?key|signature)['\"]?\s*[=:]\s*['\"]?)[^\s'\",;&}]+"
+            rf"(?i)((?:{SECRET_NAMES})['\"]?\s*(?:=>|->|[=:]|\bis\b)\s*['\"]?)[^\s'\",;&}})\]]+"
         ),
         r"\1<redacted>",
     ),
+    # A secret's name, then its value after a space ("mypassword hunter2", "secret s3cr3t").
+    (re.compile(r"(?i)\b(\w*(?:password|passwd|passphrase|secret))\s+(?!<)[^\s'\",;&})\]]+"), r"\1 <redacted>"),
+    # Cloud and service keys with a known shape.
+    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), "<redacted>"),
+    (re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"), "<redacted>"),
+    (re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]{8,}"), "<redacted>"),
+    (re.compile(r"\bxox[abposr]-[0-9A-Za-z-]{10,}"), "<redacted>"),
+    (re.compile(r"\bgh[pousr]_[0-9A-Za-z]{20,}"), "<redacted>"),
     (re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"), "<email>"),
-    (re.compile(r"[A-Za-z0-9_+/=-]{12,}"), lambda m: "<redacted>" if _looks_random(m.group()) else m.group()),
+    # Long random-looking runs (a path's parts are judged one by one: /api/v1/users is no token).
+    (re.compile(r"[A-Za-z0-9_+=-]{12,}"), lambda m: "<redacted>" if _looks_random(m.group()) else m.group()),
 )
 
 
