@@ -195,7 +195,7 @@ def live_reports(directory: str) -> list[WorkerReport]:
             with open(os.path.join(directory, name), encoding="utf-8") as f:
                 data = json.load(f)
             out.append(WorkerReport(number, int(data["pid"]), Report.from_dict(data["report"])))
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except Exception as e:  # another process's file: whatever is in it, the master goes on
             logger.debug("leakwatch: skipping worker report %s: %s", name, e)
     return sorted(out, key=lambda w: w.slot)
 
