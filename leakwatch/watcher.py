@@ -89,6 +89,8 @@ class Watcher:
         self._graph_dir = GraphDir(self.config) if self.config.graph_dir else None
         self._postmortem = PostMortem(self.config) if self.config.postmortem_at > 0 else None
         self._baseline = Baseline(self.config) if self.config.baseline_file else None
+        self._duty_errors: dict[str, int] = {}  # failures of each after-tick duty
+        self._causes_logged: set[tuple[str, str, object]] = set()
         self._prefork = Membership(self.config)
         self._register_fork_hook()
 
@@ -264,19 +266,23 @@ class Watcher:
             logger.warning("leakwatch: a sampling tick failed; the next one will run", exc_info=self._tick_errors == 1)
         graph_dir, postmortem, baseline = self._graph_dir, self._postmortem, self._baseline
         if graph_dir is not None:
-            self._guarded("drawing a graph into graph_dir", lambda: graph_dir.serve(self._report.suspects, self._find_holders))
+            self._guarded("graph_dir", lambda: graph_dir.serve(self._report.suspects, self._find_holders))
         if postmortem is not None:
-            self._guarded("writing a post-mortem", lambda: postmortem.check(self._report, self._find_holders))
+            self._guarded("postmortem", lambda: postmortem.check(self._report, self._find_holders))
         if baseline is not None:
-            self._guarded("taking the baseline snapshot", lambda: baseline.after_tick(self._report, self.snapshot))
+            self._guarded("baseline", lambda: baseline.after_tick(self._report, self.snapshot))
 
-    @staticmethod
-    def _guarded(what: str, duty: Callable[[], object]) -> None:
-        """An after-tick duty that must never cost the watcher its thread."""
+    def _guarded(self, duty: str, run: Callable[[], object]) -> None:
+        """A duty that must never cost the watcher its thread: a failure counts in the report's
+        errors under the duty's name, logged with its traceback once per cause (then at DEBUG)."""
         try:
-            duty()
-        except Exception:
-            logger.warning("leakwatch: %s failed", what, exc_info=True)
+            run()
+        except Exception as e:
+            self._duty_errors[duty] = self._duty_errors.get(duty, 0) + 1
+            cause = (duty, type(e).__name__, getattr(e, "errno", None))
+            first = cause not in self._causes_logged
+            self._causes_logged.add(cause)
+            logger.log(logging.WARNING if first else logging.DEBUG, "leakwatch: %s failed: %s", duty, e, exc_info=first)
 
     # --- fork safety ----------------------------------------------------------------------------
 
@@ -284,7 +290,11 @@ class Watcher:
         _FORK_WATCHERS.add(self)
         global _fork_hooks_registered
         if not _fork_hooks_registered and hasattr(os, "register_at_fork"):
-            os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
+            os.register_at_fork(
+                before=lambda: _each("_before_fork"),
+                after_in_parent=lambda: _each("_after_fork_in_parent"),
+                after_in_child=lambda: _each("_after_fork_in_child"),
+            )
             _fork_hooks_registered = True
 
     def _before_fork(self) -> None:
@@ -340,6 +350,8 @@ class Watcher:
 
     def _tick(self) -> Report:
         report = self._pipeline.run(threading.current_thread() is self._thread, self._tick_errors)
+        if self._duty_errors:
+            report = dataclasses.replace(report, errors={**report.errors, **self._duty_errors})
         for extra in (self._postmortem, self._baseline):
             if extra is not None:
                 report = extra.annotate(report)
@@ -419,12 +431,8 @@ class Watcher:
 
     def _write_report_file(self, report: Report | None = None) -> None:
         path = self.config.report_file.replace("{pid}", str(os.getpid()))
-        if not path:
-            return
-        try:
-            write_atomically(path, json.dumps((report or self._report).to_dict()))
-        except OSError as e:
-            logger.warning("leakwatch: could not write the report to %s: %s", path, e)
+        if path:
+            self._guarded("report_file", lambda: write_atomically(path, json.dumps((report or self._report).to_dict())))
 
 
 # --- fork hooks: registered once for all watchers --------------------------------------------------
@@ -434,16 +442,7 @@ _FORK_WATCHERS: weakref.WeakSet[Watcher] = weakref.WeakSet()
 _fork_hooks_registered = False
 
 
-def _before_fork() -> None:
+def _each(hook: str) -> None:
+    """Run one fork hook of every watcher."""
     for watcher in list(_FORK_WATCHERS):
-        watcher._before_fork()
-
-
-def _after_fork_in_parent() -> None:
-    for watcher in list(_FORK_WATCHERS):
-        watcher._after_fork_in_parent()
-
-
-def _after_fork_in_child() -> None:
-    for watcher in list(_FORK_WATCHERS):
-        watcher._after_fork_in_child()
+        getattr(watcher, hook)()

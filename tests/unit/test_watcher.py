@@ -4,6 +4,7 @@ tick at the defaults, the report file, and what a failing piece costs."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 from leakwatch.detector import CONFIRM
@@ -69,6 +70,24 @@ def test_each_tick_leaves_its_report_in_the_report_file(tmp_path):
             assert json.loads(written.read_text())["samples"] == samples
             clock.advance(5.0)
         assert [p.name for p in tmp_path.iterdir()] == [written.name], "no temporary file is left behind"
+    finally:
+        watcher.stop()
+
+
+def test_a_report_file_that_cannot_be_written_is_counted_and_told_once(tmp_path, caplog):
+    clock = FakeClock()
+    watcher = Watcher(clock=clock, report_file=str(tmp_path / "missing" / "report.json"), log_suspects=False)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="leakwatch.watcher"):
+            for _ in range(4):
+                watcher.sample_now()
+                clock.advance(5.0)
+        report = watcher.sample_now()
+        assert report.errors.get("report_file") == 4, report.errors  # the fifth is counted with the next tick
+        told = [r for r in caplog.records if "report_file failed" in r.getMessage()]
+        assert [r.levelno for r in told] == [logging.WARNING] + [logging.DEBUG] * 3
+        assert told[0].exc_info and not any(r.exc_info for r in told[1:])
+        assert not list(tmp_path.iterdir()), "no temporary file is left behind"
     finally:
         watcher.stop()
 
