@@ -196,6 +196,8 @@ class Endpoints:
 
 
 def _token_matches(header: str, token: str) -> bool:
+    """RFC 7235: the scheme is case-insensitive and one or more spaces may follow it; the
+    token itself must match exactly (compared in constant time)."""
     scheme, _, given = header.partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
@@ -233,7 +235,7 @@ def _graph_request(params: Mapping[str, list[str]], report: Any) -> tuple[str, s
 
 def _bounded(text: str, name: str, bounds: tuple[int, int]) -> int:
     low, high = bounds
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
         raise ValueError(f"{name}={text[:20]!r}; allowed: an integer from {low} to {high}")
     return int(text)
 

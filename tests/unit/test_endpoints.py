@@ -81,6 +81,10 @@ def test_graphs_are_off_unless_asked_for_and_need_the_token_when_one_is_set():
     assert r.status.startswith("401") and ("WWW-Authenticate", "Bearer") in r.headers
     assert get(guarded, "/api/graph", "type=dict", authorization="Bearer wrong").status.startswith("401")
     assert get(guarded, "/api/graph", "type=dict", authorization="Bearer s3cret-token").status == "200 OK"
+    # RFC 7235: the scheme in any case, and more than one space before the token; the token exact.
+    assert get(guarded, "/api/graph", "type=dict", authorization="bearer  s3cret-token").status == "200 OK"
+    for wrong in ("Bearer s3cret-token2", "Bearer S3CRET-TOKEN", "Basic s3cret-token", "Bearers3cret-token"):
+        assert get(guarded, "/api/graph", "type=dict", authorization=wrong).status.startswith("401"), wrong
 
 
 @pytest.mark.parametrize(
@@ -93,6 +97,7 @@ def test_graphs_are_off_unless_asked_for_and_need_the_token_when_one_is_set():
         (f"type=dict&samples={GRAPH_SAMPLES[1] + 1}", f"from {GRAPH_SAMPLES[0]} to {GRAPH_SAMPLES[1]}".encode()),
         ("type=dict&depth=0", f"from {GRAPH_DEPTH[0]} to {GRAPH_DEPTH[1]}".encode()),
         ("type=dict&depth=-1", b"allowed: an integer"),
+        ("type=dict&samples=%C2%B2", "samples='²'; allowed: an integer".encode()),  # a superscript two is no integer
         ("type=dict&type=list", b"give type once"),
     ],
 )
