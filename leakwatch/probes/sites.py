@@ -339,8 +339,10 @@ class SiteProbe:
             # map() is lazy, so a type dropped from `looking` stops matching at once.
             for obj in compress(part, map(looking.__contains__, map(type, part))):
                 key = looking[type(obj)]
-                tries[key] += 1
                 tb = object_traceback(obj)
+                if tb is not None and _ignored(tb[-1].filename):
+                    continue  # leakwatch's own (the list of types asked for, say): neither a site nor a try
+                tries[key] += 1
                 if tb is not None:
                     frames = list(tb)
                     site = site_key(frames[-self.frames :])
