@@ -110,9 +110,10 @@ def mann_kendall(v: Sequence[float], rho: float = 0.0) -> float:
 
 def rises_p(v: Sequence[float]) -> float:
     """One-sided p-value of the sign test on the steps of `v`: the chance that a series with
-    no drift, as likely to fall as to rise at each step, rises at least as often (equal
-    neighbours are left out)."""
-    steps = [b - a for a, b in zip(v, v[1:], strict=False) if b != a]
+    no drift, no likelier to rise than not at each step, rises at least as often. A step that
+    does not move counts as no rise: a series that sits still and now and then steps up (RSS,
+    which the allocator seldom gives back) is no trend for this test, however few its falls."""
+    steps = [b - a for a, b in zip(v, v[1:], strict=False)]
     n = len(steps)
     if n == 0:
         return 1.0

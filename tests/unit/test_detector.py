@@ -78,6 +78,9 @@ def test_the_two_tests_together_pass_no_more_series_without_drift_than_mann_kend
     assert all(both[name] <= alone[name] for name in both), (both, alone)
     assert both["walk"] < 0.1 * 300 and both["mean-reverting"] < 0.05 * 300, both
     assert rises_p([5.0] * 30) == 1.0 and rises_p([1, 2, 1, 2, 1, 2, 1]) > 0.5
+    # A series that sits still and steps up now and then (RSS): ten rises in 47 steps is no trend.
+    steps_up = [float(i // 5) for i in range(48)]
+    assert rises_p(steps_up) > 0.99
 
 
 def test_assess_rejects_too_few_points():
