@@ -36,8 +36,8 @@ logger = logging.getLogger("leakwatch")
 
 @dataclasses.dataclass(frozen=True)
 class _Sized:
-    """One suspect's last retained-size measure, per unit of the suspect's own measure (an
-    object for a type, a traced byte for a site), so the estimate follows it between measures."""
+    """One type suspect's last retained-size measure, per object, so the estimate follows its
+    count between measures."""
 
     per_unit: float
     shared: float
@@ -204,7 +204,7 @@ class Pipeline:
         """Whether the suspect's allocating line is in a library and its caller in the
         application is still wanted: not known, and fewer than `CALLER_WINDOWS` windows tried."""
         sites = self.sampler.sites
-        line = suspect.key if suspect.kind == "site" else (suspect.sites[0] if suspect.sites else "")
+        line = _allocating_line(suspect)
         if sites is None or not line or line in sites.user_lines:
             return False
         if self._caller_windows.get(line, 0) >= CALLER_WINDOWS:
@@ -223,14 +223,14 @@ class Pipeline:
             # A deep window was traced: each suspect still without its caller used one try.
             self._deep_window = window
             for s in wanted:
-                line = s.key if s.kind == "site" else s.sites[0]
+                line = _allocating_line(s)
                 self._caller_windows[line] = self._caller_windows.get(line, 0) + 1
             wanted = [s for s in wanted if self._needs_caller(s)]
         sites.deep = bool(wanted)
         lines = sites.user_lines
         out = []
         for s in suspects:
-            line = s.key if s.kind == "site" else (s.sites[0] if s.kind == "type" and s.sites else "")
+            line = _allocating_line(s)
             caller = lines.get(line, "") if line else ""
             out.append(dataclasses.replace(s, user_line=caller) if caller else s)
         return tuple(out)
@@ -280,7 +280,7 @@ class Pipeline:
         try:
             sizing = measure(suspect.kind, suspect.key, self.config.retained_samples, budget)
         except LeakwatchError:
-            return None  # a site while nothing traces: measured in one of its windows
+            return None  # a type that names nothing to size now
         except Exception:
             # pympler on an object it cannot size: the verdict stands without the estimate.
             self._sizing_errors += 1
@@ -288,12 +288,10 @@ class Pipeline:
             return None
         if sizing is None or suspect.current <= 0:
             return None
-        # Per unit of the suspect's own measure: a type's count, or a site's traced bytes.
-        scale = sizing.count / suspect.current if suspect.kind == "site" else 1.0
         self._sized[suspect.series] = _Sized(
-            per_unit=sizing.per_object * scale,
+            per_unit=sizing.per_object,
             shared=sizing.shared,
-            error_per_unit=sizing.error_per_object * scale,
+            error_per_unit=sizing.error_per_object,
             samples=sizing.samples,
             seconds=sizing.seconds,
             at=now,
@@ -315,3 +313,10 @@ class Pipeline:
 
 def _largest(values: Mapping[str, float], k: int) -> tuple[tuple[str, float], ...]:
     return tuple(heapq.nlargest(k, values.items(), key=lambda kv: kv[1])) if k else ()
+
+
+def _allocating_line(suspect: Suspect) -> str:
+    """A site suspect's line, or a type suspect's first allocating line ("" when unknown)."""
+    if suspect.kind == "site":
+        return suspect.key
+    return suspect.sites[0] if suspect.kind == "type" and suspect.sites else ""
