@@ -98,18 +98,23 @@ class GraphDir:
 
     @staticmethod
     def _write(directory: str, target: str, find_holders: FindHolders) -> None:
-        from leakwatch.refgraph import to_dot
-
         try:
             found = find_holders(target)
         except LeakwatchError as e:
             logger.warning("leakwatch: no graph for %r: %s", target[:80], e)
             return
         stem = os.path.join(directory, f"graph-{os.getpid()}-{_file_safe(target)}")
-        for ext, text in ((".json", json.dumps(found.to_dict(), indent=2)), (".dot", to_dot(found))):
-            write_atomically(stem + ext, text)
+        write_graph(stem, found)
         logger.info("leakwatch: wrote the graph of %s to %s.json and .dot", target[:80], stem)
         _keep_newest(directory, GRAPH_FILE, MAX_GRAPH_FILES)
+
+
+def write_graph(stem: str, found: Graph) -> None:
+    """A graph as `<stem>.json` and `<stem>.dot` (`dot -Tsvg` draws the latter), each whole."""
+    from leakwatch.refgraph import to_dot
+
+    write_atomically(stem + ".json", json.dumps(found.to_dict(), indent=2) + "\n")
+    write_atomically(stem + ".dot", to_dot(found))
 
 
 def _file_safe(target: str) -> str:

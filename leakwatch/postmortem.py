@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from leakwatch.config import Config
 from leakwatch.errors import LeakwatchError
 from leakwatch.files import write_atomically
+from leakwatch.graphdir import write_graph
 from leakwatch.model import Report, human
 
 if TYPE_CHECKING:  # drawn only when memory crosses the line
@@ -74,8 +75,6 @@ class PostMortem:
         return chosen.replace("{pid}", str(os.getpid()))
 
     def _write(self, report: Report, rss: float, limit: float, find_holders: FindHolders) -> str:
-        from leakwatch.refgraph import to_dot
-
         directory = self.directory()
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         stem = os.path.join(directory, f"postmortem-{os.getpid()}-{stamp}")
@@ -88,8 +87,7 @@ class PostMortem:
             except LeakwatchError as e:  # a site while nothing traces, say
                 logger.info("leakwatch: post-mortem without the graph of %s %s: %s", s.kind, s.key[:80], e)
                 continue
-            write_atomically(f"{stem}-{s.id}.json", json.dumps(found.to_dict(), indent=1) + "\n")
-            write_atomically(f"{stem}-{s.id}.dot", to_dot(found))
+            write_graph(f"{stem}-{s.id}", found)
             drawn += 1
         self.written += 1
         self.last_at = time.time()
