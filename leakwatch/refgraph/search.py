@@ -17,6 +17,7 @@ import time
 import types
 from collections.abc import Mapping
 
+from leakwatch.own import is_own_module
 from leakwatch.refgraph.edges import collapse, referents, safe_edge_name
 from leakwatch.refgraph.frozen import frozen_chains
 from leakwatch.refgraph.instances import Instances, spread
@@ -182,6 +183,8 @@ class Search:
             if kind == "released":
                 self.released += 1
                 continue
+            if kind == "module" and is_own_module(name) or kind == "class" and is_own_module(name.rpartition(".")[0]):
+                continue  # a sample leakwatch itself holds (its own lists, say): no path of the application's
             path = self._path(tid, kind, name, start, parents[tid], keep)
             if tid in self.frozen:
                 path = dataclasses.replace(path, frozen=True)
