@@ -9,7 +9,9 @@ import gzip
 import hmac
 import json
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
@@ -32,6 +34,10 @@ GRAPH_SAMPLES = (1, 32)
 GRAPH_DEPTH = (1, 64)
 # A worker looks for a graph request once a second, then draws within graph_budget.
 ASK_SLACK_SECONDS = 3.0
+# Graphs may take this share of one core over time, after a first burst of CPU seconds: a flood
+# of graph requests is told when to come back (429, Retry-After) instead of drawing back to back.
+GRAPH_SHARE = 0.1
+GRAPH_BURST_SECONDS = 2.0
 GRAPH_CONTENT_TYPES = {"json": "application/json", "dot": "text/vnd.graphviz; charset=utf-8", "svg": "image/svg+xml"}
 
 Source = ReportSource | Callable[[], ReportSource | None]
@@ -58,13 +64,24 @@ def private_registry(source: Source) -> CollectorRegistry:
 class Endpoints:
     """Answers requests for one source; the same object backs WSGI, ASGI and the server."""
 
-    def __init__(self, source: Source, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        source: Source,
+        registry: CollectorRegistry | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        cpu_clock: Callable[[], float] = time.thread_time,
+    ) -> None:
+        """`clock` paces graphs' CPU share; `cpu_clock` is the CPU time of the calling thread."""
         self._resolve: Callable[[], ReportSource | None] = (
             source if callable(source) and not hasattr(source, "report") else (lambda: source)  # type: ignore[assignment,return-value]
         )
         self.registry = registry if registry is not None else private_registry(self._resolve)
         # One graph at a time: a second request while one is drawn gets 429, not a queue.
         self._graphing = threading.Lock()
+        self._graph_credit = GRAPH_BURST_SECONDS  # CPU seconds graphs may take now (under _graphing)
+        self._clock, self._cpu_clock = clock, cpu_clock
+        self._credit_at = clock()
         self._snapshotting = threading.Lock()  # and one snapshot (each walks the heap)
 
     def respond(self, method: str, path: str, query: str, headers: Mapping[str, str]) -> Response:
@@ -176,23 +193,44 @@ class Endpoints:
         if not self._graphing.acquire(blocking=False):
             return text_response("429 Too Many Requests", "a graph is being drawn; try again shortly\n", (("Retry-After", "5"),))
         try:
+            wait = self._graph_wait_seconds()
+            if wait > 0:
+                return text_response(
+                    "429 Too Many Requests",
+                    f"graphs have taken their share of CPU ({GRAPH_SHARE:.0%} of a core); try again in {wait} s\n",
+                    (("Retry-After", str(wait)),),
+                )
             if live is not None and holder is not None:
                 from leakwatch.prefork.graphs import ask
 
                 directory = getattr(source, "workers_dir", "")
+                started = self._clock()
                 body = ask(directory, holder.slot, target, format_, samples, depth, config.graph_budget + ASK_SLACK_SECONDS)
+                # The worker drew it; its time (poll delay included) stands for the CPU it took.
+                self._graph_credit -= self._clock() - started
             else:
                 draw = getattr(source, "graph", None)
                 if draw is None:
                     return text_response("404 Not Found", "this report source draws no graphs\n")
                 from leakwatch.refgraph.rendering import as_bytes
 
-                body = as_bytes(draw(target, format_, samples=samples, max_depth=depth))
+                started = self._cpu_clock()
+                try:
+                    body = as_bytes(draw(target, format_, samples=samples, max_depth=depth))
+                finally:
+                    self._graph_credit -= self._cpu_clock() - started
         except LeakwatchError as e:
             return text_response("503 Service Unavailable", f"{e}\n", (("Retry-After", "5"),))
         finally:
             self._graphing.release()
         return Response("200 OK", (("Content-Type", GRAPH_CONTENT_TYPES[format_]),), body)
+
+    def _graph_wait_seconds(self) -> int:
+        """Whole seconds until graphs have CPU to spend again (0: now); under `_graphing`."""
+        now = self._clock()
+        self._graph_credit = min(GRAPH_BURST_SECONDS, self._graph_credit + (now - self._credit_at) * GRAPH_SHARE)
+        self._credit_at = now
+        return 0 if self._graph_credit > 0 else max(1, math.ceil(-self._graph_credit / GRAPH_SHARE))
 
 
 def _token_matches(header: str, token: str) -> bool:

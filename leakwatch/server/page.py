@@ -190,4 +190,3 @@ def memory_section(report: Report) -> str:
         said.append(f"reaches it in about {_span(eta)} at its growth over the last window" if eta else "not growing toward it")
     drawn = chart(report.trends.get(RSS_TREND, ()), "bytes", report.memory_limit)
     return f'<h2>Process memory</h2>\n<p id="rss">{html.escape("; ".join(said))}.</p>\n{drawn}\n'
-

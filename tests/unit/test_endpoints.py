@@ -12,7 +12,15 @@ import pytest
 
 from leakwatch.config import Config
 from leakwatch.model import Report, Suspect
-from leakwatch.server.endpoints import GRAPH_DEPTH, GRAPH_SAMPLES, Endpoints, Response, accepts_gzip
+from leakwatch.server.endpoints import (
+    GRAPH_BURST_SECONDS,
+    GRAPH_DEPTH,
+    GRAPH_SAMPLES,
+    GRAPH_SHARE,
+    Endpoints,
+    Response,
+    accepts_gzip,
+)
 from leakwatch.testing import FakeClock
 from leakwatch.watcher import Watcher
 
@@ -135,6 +143,42 @@ def test_a_second_graph_while_one_is_drawn_is_429_not_queued():
     finally:
         release.set()
         first.join(10)
+
+
+def test_graphs_past_their_cpu_share_are_told_when_to_come_back():
+    source = Source(graphs=True)
+    clock, cpu = FakeClock(), FakeClock()
+    endpoints = Endpoints(source, clock=clock, cpu_clock=cpu)
+
+    def costly_graph(target: str, format: str, **_: int) -> dict[str, str]:  # noqa: A002
+        cpu.advance(0.75 * GRAPH_BURST_SECONDS)
+        return {}
+
+    source.graph = costly_graph  # type: ignore[method-assign]
+    assert get(endpoints, "/api/graph", "type=dict").status == "200 OK"
+    assert get(endpoints, "/api/graph", "type=dict").status == "200 OK"  # the burst, overdrawn
+    owed = 0.5 * GRAPH_BURST_SECONDS
+    r = get(endpoints, "/api/graph", "type=dict")
+    wait = round(owed / GRAPH_SHARE)
+    assert r.status.startswith("429") and ("Retry-After", str(wait)) in r.headers, r
+    assert f"try again in {wait} s".encode() in r.body
+    clock.advance(wait - 1)
+    assert get(endpoints, "/api/graph", "type=dict").status.startswith("429")
+    clock.advance(2)
+    assert get(endpoints, "/api/graph", "type=dict").status == "200 OK"
+
+
+def test_a_graph_waiting_for_its_turn_costs_no_share():
+    source = Source(graphs=True)
+    clock, cpu = FakeClock(), FakeClock()
+    endpoints = Endpoints(source, clock=clock, cpu_clock=cpu)
+
+    def waiting_graph(target: str, format: str, **_: int) -> dict[str, str]:  # noqa: A002
+        clock.advance(60)  # waits for a tick, on the wall clock only
+        return {}
+
+    source.graph = waiting_graph  # type: ignore[method-assign]
+    assert all(get(endpoints, "/api/graph", "type=dict").status == "200 OK" for _ in range(20))
 
 
 def test_a_watcher_serves_its_page_and_a_failure_inside_answers_500():

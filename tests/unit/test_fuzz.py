@@ -19,6 +19,7 @@ from leakwatch.prefork.slots import Slot, live_reports
 from leakwatch.refgraph import resolve_target
 from leakwatch.refgraph.model import Graph
 from leakwatch.server.endpoints import PATHS, Endpoints
+from leakwatch.server.standalone import _Head
 
 BOUNDED = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 NAMES = [o.name for o in OPTIONS]
@@ -72,6 +73,28 @@ def test_an_http_request_gets_an_answer_and_never_a_500(path, query, method, hea
     r = Endpoints(Source()).respond(method, path, query, {"accept": header, "authorization": header})
     code = int(r.status.split()[0])
     assert code in (200, 400, 401, 404, 405, 429, 503), (r.status, r.body[:200])
+
+
+HEAD_LINE = st.builds(
+    lambda method, target, version: f"{method} {target} {version}".encode("latin-1"),
+    st.sampled_from(["GET", "HEAD", "POST", "get", "G3T", ""]),
+    st.text(alphabet=st.characters(max_codepoint=255), max_size=40).map(lambda t: "/" + t),
+    st.sampled_from(["HTTP/1.1", "HTTP/1.0", "HTTP/2", "http/1.1", ""]),
+)
+
+
+@BOUNDED
+@given(line=HEAD_LINE | st.binary(max_size=60), headers=st.lists(st.binary(max_size=40), max_size=5))
+def test_a_request_head_of_any_bytes_is_parsed_or_refused_with_a_status(line, headers):
+    raw = b"\r\n".join([line, *headers]) + b"\r\n\r\n"
+    try:
+        head = _Head(raw)
+    except ValueError as e:
+        status, text = e.args
+        assert status == "400 Bad Request" and text.endswith("\n")
+        return
+    assert head.method.isalpha() and isinstance(head.path, str) and isinstance(head.query, str)
+    assert all(name == name.lower() for name in head.headers)
 
 
 @BOUNDED
