@@ -181,3 +181,25 @@ def test_false_alarm_bench_runs_both_settings(capsys) -> None:
     out = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in out] == list(bench.SETTINGS)
     assert all("leaks of 1, 3, 10 objects/s named after [" in line and "None" not in line for line in out), out
+
+
+def test_a_short_soak_measures_every_run_and_answers_every_scrape(tmp_path: Path) -> None:
+    bench = load_bench("bench_soak")
+    path = tmp_path / "soak.json"
+
+    code = bench.main(["--seconds", "16", "--every", "4", "--recycle", "5", "--json", str(path)], out=io.StringIO())
+
+    assert code == 0
+    results = json.loads(path.read_text(encoding="utf-8"))
+    assert results["exit_codes"] == {"leakwatch": 0, "traced": 0, "control": 0}, results["stderr"]
+    for name, roles in results["runs"].items():
+        assert set(roles) == {"master", "worker0"}, name
+        for role, figures in roles.items():
+            assert figures["measures"] >= 2, (name, role)  # the start and the end, at least
+            assert figures["end"]["rss"] > 0
+    worker = results["runs"]["traced"]["worker0"]["end"]
+    assert worker["leakwatch_traced_bytes"] > 0 and worker["history_bytes"] > 0
+    assert worker["leakwatch_lines"] and all(line.startswith("leakwatch/") for line in worker["leakwatch_lines"])
+    for name in ("leakwatch", "traced"):
+        assert set(results["load"][f"{name} /metrics"]["statuses"]) == {"200"}, results["load"]
+        assert set(results["load"][f"{name} /api/graph"]["statuses"]) <= {"200", "429"}, results["load"]
