@@ -203,3 +203,16 @@ def test_a_short_soak_measures_every_run_and_answers_every_scrape(tmp_path: Path
     for name in ("leakwatch", "traced"):
         assert set(results["load"][f"{name} /metrics"]["statuses"]) == {"200"}, results["load"]
         assert set(results["load"][f"{name} /api/graph"]["statuses"]) <= {"200", "429"}, results["load"]
+
+
+def test_a_short_graph_flood_reports_what_clients_and_the_scraper_got(tmp_path: Path) -> None:
+    bench = load_bench("bench_flood")
+    path = tmp_path / "flood.json"
+
+    code = bench.main(["--clients", "8", "--seconds", "4", "--json", str(path)], out=io.StringIO())
+
+    assert code == 0
+    results = json.loads(path.read_text(encoding="utf-8"))
+    assert results["graph_requests"] > 0 and set(results["graph_statuses"]) <= {"200", "429"}, results
+    assert results["scrapes"] >= 3 and set(results["scrape_statuses"]) == {"200"}, results
+    assert results["served_cpu_seconds"] > 0
