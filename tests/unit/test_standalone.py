@@ -62,7 +62,7 @@ def test_a_lane_refuses_beyond_its_size_and_reuses_its_threads(monkeypatch):
     release.set()
     wait_for(lambda: sorted(done) == [1, 2], timeout=10)
     for n in range(3, 23):  # one at a time: the kept threads answer, no new one starts
-        wait_for(lambda: lane.offer(n), timeout=10)
+        wait_for(lambda n=n: lane.offer(n), timeout=10)
     wait_for(lambda: len(done) == 22, timeout=10)
     assert len(lane_threads("leakwatch-test-lane")) <= 2
     # Idle threads end; the next request starts one again.
