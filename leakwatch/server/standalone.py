@@ -12,6 +12,8 @@ the connection. So a few slow or hostile clients cannot starve a scraper:
   snapshots (`SLOW_LANE`) cannot take them. A request beyond its lane is answered at once
   (503 or 429, with Retry-After), never queued.
 - An answer the client does not read is given up `WRITE_TIMEOUT_SECONDS` later.
+- Connections are taken from the kernel's queue at `ACCEPT_RATE` a second at most: a flood
+  costs the host that much work and no more, and waits its turn in the queue.
 
 Every answer closes its connection (`Connection: close`); Prometheus connects anew per scrape.
 The server binds 127.0.0.1 unless told otherwise.
@@ -31,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from leakwatch.server.endpoints import PATHS, Endpoints, Response, Source, text_response, with_length
+from leakwatch.server.endpoints import Endpoints, Response, Source, text_response, with_length
 from leakwatch.threads import start_thread
 
 logger = logging.getLogger(__name__)
@@ -488,4 +490,4 @@ def _close(sock: socket.socket, lingering: bool = False) -> None:
         pass
 
 
-__all__ = ["MetricsServer", "PATHS"]
+__all__ = ["MetricsServer"]
