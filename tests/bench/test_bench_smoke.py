@@ -202,7 +202,8 @@ def test_a_short_soak_measures_every_run_and_answers_every_scrape(tmp_path: Path
     assert worker["leakwatch_lines"] and all(line.startswith("leakwatch/") for line in worker["leakwatch_lines"])
     for name in ("leakwatch", "traced"):
         assert set(results["load"][f"{name} /metrics"]["statuses"]) == {"200"}, results["load"]
-        assert set(results["load"][f"{name} /api/graph"]["statuses"]) <= {"200", "429"}, results["load"]
+        # 503: the worker asked did not answer in time (a traced worker is slow), as documented.
+        assert set(results["load"][f"{name} /api/graph"]["statuses"]) <= {"200", "429", "503"}, results["load"]
 
 
 def test_a_short_graph_flood_reports_what_clients_and_the_scraper_got(tmp_path: Path) -> None:
