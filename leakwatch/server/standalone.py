@@ -138,10 +138,12 @@ class _Lane:
 
 
 class _Pending:
-    __slots__ = ("sock", "address", "deadline", "data")
+    """A connection whose head is not whole yet, or one being drained after its answer."""
 
-    def __init__(self, sock: socket.socket, address: object, deadline: float) -> None:
-        self.sock, self.address, self.deadline, self.data = sock, address, deadline, b""
+    __slots__ = ("sock", "deadline", "data")
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.sock, self.deadline, self.data = sock, deadline, b""
 
 
 class MetricsServer:
@@ -274,7 +276,7 @@ class MetricsServer:
         assert listener is not None and selector is not None
         for _ in range(min(ACCEPTS_PER_ROUND, int(self._accepts))):
             try:
-                sock, address = listener.accept()
+                sock, _ = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:  # out of descriptors, or the like: drop nothing, try on the next round
@@ -283,7 +285,7 @@ class MetricsServer:
             self._accepts -= 1
             self._make_room()
             sock.setblocking(False)
-            pending = _Pending(sock, address, time.monotonic() + HEAD_TIMEOUT_SECONDS)
+            pending = _Pending(sock, time.monotonic() + HEAD_TIMEOUT_SECONDS)
             self._pending[sock.fileno()] = pending
             selector.register(sock, selectors.EVENT_READ)
 
@@ -358,9 +360,12 @@ class MetricsServer:
             self._reply_and_close(pending.sock, response, b"x")
 
     def _forget(self, fd: int, close: bool = True) -> None:
+        """Stop waiting for a head on `fd`; the socket is closed unless it is to be answered."""
         pending = self._pending.pop(fd, None)
-        if pending is None:
-            return
+        if pending is not None:
+            self._drop(pending, close)
+
+    def _drop(self, pending: _Pending, close: bool = True) -> None:
         if self._selector is not None:
             try:
                 self._selector.unregister(pending.sock)
@@ -368,14 +373,6 @@ class MetricsServer:
                 pass
         if close:
             _close(pending.sock)
-
-    def _drop(self, pending: _Pending) -> None:
-        if self._selector is not None:
-            try:
-                self._selector.unregister(pending.sock)
-            except (KeyError, ValueError):
-                pass
-        _close(pending.sock)
 
     def _drain_wake(self) -> None:
         assert self._wake is not None
@@ -397,7 +394,7 @@ class MetricsServer:
             _close(sock)
             return
         assert self._selector is not None
-        self._draining[sock.fileno()] = _Pending(sock, None, time.monotonic() + DRAIN_SECONDS)
+        self._draining[sock.fileno()] = _Pending(sock, time.monotonic() + DRAIN_SECONDS)
         self._selector.register(sock, selectors.EVENT_READ)
 
     def _drain(self, fd: int) -> None:
