@@ -1,8 +1,10 @@
 """leakwatch's own HTTP server, for processes that serve no HTTP themselves (the `port` option).
 
-One thread (`leakwatch-http`) accepts connections and reads their request heads without
-blocking; a request whose head is whole goes to a thread of its lane, which answers and closes
-the connection. So a few slow or hostile clients cannot starve a scraper:
+One thread (`leakwatch-http`) does all the waiting on clients, without blocking: it accepts
+connections, reads their request heads, writes the answers as fast as clients take them, and
+reads what a client sent beyond its head before closing. A request whose head is whole goes to a
+thread of its lane, which only works out the answer and hands it back. So a few slow or hostile
+clients cannot starve a scraper:
 
 - A client that sends its head slowly (slow loris), or never, holds a socket and no thread. It
   is cut off `HEAD_TIMEOUT_SECONDS` after it connected, however often it sends a byte. When
@@ -11,7 +13,8 @@ the connection. So a few slow or hostile clients cannot starve a scraper:
 - /metrics, /api/suspects and the page have their own threads (`FAST_LANE`). Graphs and
   snapshots (`SLOW_LANE`) cannot take them. A request beyond its lane is answered at once
   (503 or 429, with Retry-After), never queued.
-- An answer the client does not read is given up `WRITE_TIMEOUT_SECONDS` later.
+- An answer the client does not read is given up `WRITE_TIMEOUT_SECONDS` later; what a
+  client sent beyond its head is read for `DRAIN_SECONDS` at most. Neither holds a thread.
 - Connections are taken from the kernel's queue at `ACCEPT_RATE` a second at most: a flood
   costs the host that much work and no more, and waits its turn in the queue.
 
@@ -138,12 +141,14 @@ class _Lane:
 
 
 class _Pending:
-    """A connection whose head is not whole yet, or one being drained after its answer."""
+    """A connection the selector thread waits on: for its head (`data` so far), to take its
+    answer (`out` left to send; then its input is drained if `linger`), or to drain its input."""
 
-    __slots__ = ("sock", "deadline", "data")
+    __slots__ = ("sock", "deadline", "data", "out", "linger")
 
-    def __init__(self, sock: socket.socket, deadline: float) -> None:
+    def __init__(self, sock: socket.socket, deadline: float, out: memoryview | None = None, linger: bool = False) -> None:
         self.sock, self.deadline, self.data = sock, deadline, b""
+        self.out, self.linger = out, linger
 
 
 class MetricsServer:
@@ -157,10 +162,15 @@ class MetricsServer:
         self._thread: threading.Thread | None = None
         self._selector: selectors.BaseSelector | None = None
         self._wake: tuple[socket.socket, socket.socket] | None = None
+        # Connections by file descriptor, oldest (first deadline) first: waiting for a head,
+        # taking an answer, and answered with input to read until the client closes (closing
+        # with input unread would reset the connection under the answer).
         self._pending: collections.OrderedDict[int, _Pending] = collections.OrderedDict()
-        # Answered, output ended, input read until the client closes (or its deadline): closing
-        # with input unread would reset the connection under the answer.
+        self._writing: collections.OrderedDict[int, _Pending] = collections.OrderedDict()
         self._draining: collections.OrderedDict[int, _Pending] = collections.OrderedDict()
+        # Requests with a lane (their sockets), and the answers lanes hand back.
+        self._in_lanes: set[socket.socket] = set()
+        self._answered: queue.SimpleQueue[tuple[socket.socket, bytes, bool]] = queue.SimpleQueue()
         self._stopping = False
         self._accepts = ACCEPT_BURST  # connections it may take now
         self._accepts_at = 0.0
@@ -173,7 +183,10 @@ class MetricsServer:
         listener = self._listener
         if listener is None:
             return None
-        host, port = listener.getsockname()[:2]
+        try:
+            host, port = listener.getsockname()[:2]
+        except OSError:  # closed meanwhile
+            return None
         return str(host), int(port)
 
     def start(self) -> tuple[str, int]:
@@ -181,12 +194,17 @@ class MetricsServer:
         # "::" takes IPv4 too, as the system's default has it (create_server would make it IPv6 only).
         dual = self._host == "::" and socket.has_dualstack_ipv6()
         listener = socket.create_server((self._host, self._port), family=family, backlog=BACKLOG, dualstack_ipv6=dual)
-        listener.setblocking(False)
-        # poll keeps its registrations in this process: a forked child that closes its copies
-        # cannot unregister the parent's sockets, as it could through a shared epoll.
-        selector = selectors.PollSelector() if hasattr(selectors, "PollSelector") else selectors.DefaultSelector()
-        wake = socket.socketpair()
-        wake[0].setblocking(False)
+        try:
+            listener.setblocking(False)
+            # poll keeps its registrations in this process: a forked child that closes its copies
+            # cannot unregister the parent's sockets, as it could through a shared epoll.
+            selector = selectors.PollSelector() if hasattr(selectors, "PollSelector") else selectors.DefaultSelector()
+            wake = socket.socketpair()
+        except BaseException:
+            _close(listener)
+            raise
+        for end in wake:
+            end.setblocking(False)
         selector.register(listener, selectors.EVENT_READ)
         selector.register(wake[0], selectors.EVENT_READ)
         self._listener, self._selector, self._wake, self._stopping = listener, selector, wake, False
@@ -207,12 +225,7 @@ class MetricsServer:
         if self._listener is None:
             return
         self._stopping = True
-        wake = self._wake
-        if wake is not None:
-            try:
-                wake[1].send(b"x")
-            except OSError:
-                pass
+        self._wake_up()
         if thread is not None and thread.is_alive() and thread is not threading.current_thread():
             thread.join(timeout)
         if thread is None or not thread.is_alive():
@@ -224,6 +237,10 @@ class MetricsServer:
         self._thread = None
         self._lanes = self._new_lanes()  # the parent's threads are not here, and their locks may be held
         self._close_all()
+        # The sockets of requests the parent's threads were answering: the child's copies.
+        for sock in list(self._in_lanes):
+            _close(sock)
+        self._in_lanes.clear()
 
     def _new_lanes(self) -> dict[str, _Lane]:
         return {
@@ -245,10 +262,13 @@ class MetricsServer:
                         self._accept()
                     elif self._wake is not None and key.fileobj is self._wake[0]:
                         self._drain_wake()
+                    elif key.fd in self._writing:
+                        self._write(key.fd)
                     elif key.fd in self._draining:
                         self._drain(key.fd)
                     else:
                         self._read(key.fd)
+                self._take_answers()
                 self._expire()
         except Exception:  # never into the host; the server stops, and refuses rather than hangs
             logger.warning("leakwatch http: the server stopped on an error", exc_info=True)
@@ -260,7 +280,7 @@ class MetricsServer:
         now = time.monotonic()
         self._accepts = min(ACCEPT_BURST, self._accepts + (now - self._accepts_at) * ACCEPT_RATE)
         self._accepts_at = now
-        waits = [1.0] + [next(iter(d.values())).deadline - now for d in (self._pending, self._draining) if d]
+        waits = [1.0] + [next(iter(d.values())).deadline - now for d in self._tables() if d]
         if self._accepts >= 1 and not self._listening:
             selector.register(self._listener, selectors.EVENT_READ)  # type: ignore[arg-type]
             self._listening = True
@@ -289,16 +309,23 @@ class MetricsServer:
             self._pending[sock.fileno()] = pending
             selector.register(sock, selectors.EVENT_READ)
 
+    def _tables(self) -> tuple[collections.OrderedDict[int, _Pending], ...]:
+        return self._pending, self._writing, self._draining
+
     def _make_room(self) -> None:
-        """Below MAX_PENDING open connections, for one more: the oldest go first, unless the
-        head the oldest waited for has come meanwhile (it is answered, not dropped)."""
-        while self._draining and len(self._pending) + len(self._draining) >= MAX_PENDING:
-            self._drop(self._draining.popitem(last=False)[1])
-        while self._pending and len(self._pending) + len(self._draining) >= MAX_PENDING:
+        """Below MAX_PENDING open connections, for one more: answered ones go first (draining,
+        then those slow to take their answer), then the oldest waiting for a head, unless its
+        head has come meanwhile (it is answered, not dropped)."""
+        while self._open() >= MAX_PENDING and (self._draining or self._writing):
+            self._drop((self._draining or self._writing).popitem(last=False)[1])
+        while self._pending and self._open() >= MAX_PENDING:
             fd = next(iter(self._pending))
             self._read(fd)
             if fd in self._pending:
                 self._drop(self._pending.pop(fd))
+
+    def _open(self) -> int:
+        return sum(len(table) for table in self._tables())
 
     def _read(self, fd: int) -> None:
         pending = self._pending.get(fd)
@@ -315,10 +342,11 @@ class MetricsServer:
             return
         pending.data += chunk
         end = _head_end(pending.data)
+        if len(pending.data[: end if end >= 0 else None].split(b"\n", 1)[0]) > MAX_LINE_BYTES:
+            self._answer_now(fd, text_response("414 URI Too Long", f"a request line is at most {MAX_LINE_BYTES} bytes\n"))
+            return
         if end < 0:
-            if len(pending.data.split(b"\n", 1)[0]) > MAX_LINE_BYTES:
-                self._answer_now(fd, text_response("414 URI Too Long", f"a request line is at most {MAX_LINE_BYTES} bytes\n"))
-            elif len(pending.data) > MAX_HEAD_BYTES:
+            if len(pending.data) > MAX_HEAD_BYTES:
                 self._answer_now(
                     fd,
                     text_response("431 Request Header Fields Too Large", f"a request head is at most {MAX_HEAD_BYTES} bytes\n"),
@@ -332,16 +360,29 @@ class MetricsServer:
             self._reply_and_close(pending.sock, text_response(status, text), pending.data[end:])
             return
         lane = "slow" if head.path in SLOW_PATHS else "fast"
+        self._in_lanes.add(pending.sock)
         if not self._lanes[lane].offer(pending.sock, head, pending.data[end:]):
+            self._in_lanes.discard(pending.sock)
             self._reply_and_close(pending.sock, _busy(lane), pending.data[end:])
+
+    def _take_answers(self) -> None:
+        """Send what lanes have answered (as far as each client takes it now)."""
+        while True:
+            try:
+                sock, out, linger = self._answered.get_nowait()
+            except queue.Empty:
+                return
+            self._in_lanes.discard(sock)
+            self._send(sock, out, linger)
 
     def _expire(self) -> None:
         now = time.monotonic()
-        while self._draining:
-            fd, oldest = next(iter(self._draining.items()))
-            if oldest.deadline > now:
-                break
-            self._drop(self._draining.pop(fd))
+        for table in (self._draining, self._writing):
+            while table:
+                fd, oldest = next(iter(table.items()))
+                if oldest.deadline > now:
+                    break
+                self._drop(table.pop(fd))
         while self._pending:
             fd, oldest = next(iter(self._pending.items()))
             if oldest.deadline > now:
@@ -374,28 +415,63 @@ class MetricsServer:
         if close:
             _close(pending.sock)
 
+    def _wake_up(self) -> None:
+        wake = self._wake
+        if wake is not None:
+            try:
+                wake[1].send(b"x")
+            except OSError:  # full: a wake is due anyway; closed: nobody to wake
+                pass
+
     def _drain_wake(self) -> None:
         assert self._wake is not None
         try:
-            self._wake[0].recv(64)
+            self._wake[0].recv(4096)
         except OSError:
             pass
 
     def _reply_and_close(self, sock: socket.socket, response: Response, unread: bytes) -> None:
-        """A short answer from the selector thread itself: it fits a socket's send buffer, and a
-        client that takes none of it loses it (the thread never waits on one client)."""
+        self._send(sock, _serialize(response), bool(unread))
+
+    def _send(self, sock: socket.socket, out: bytes, linger: bool) -> None:
+        """Send an answer as far as the client takes it now, the rest as it reads, all within
+        `WRITE_TIMEOUT_SECONDS`. Then the output is ended, and with `linger` what the client
+        sent beyond its head is read before the connection is closed."""
+        self._write_some(_Pending(sock, time.monotonic() + WRITE_TIMEOUT_SECONDS, memoryview(out), linger))
+
+    def _write(self, fd: int) -> None:
+        self._write_some(self._writing[fd])
+
+    def _write_some(self, writing: _Pending) -> None:
+        sock, out, selector = writing.sock, writing.out, self._selector
+        assert out is not None
+        fd = sock.fileno()
         try:
-            sock.send(_serialize(response))
-            sock.shutdown(socket.SHUT_WR)
+            sent = sock.send(out)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:  # the client went away
+            sent = -1
+        if selector is not None and 0 <= sent < len(out):
+            writing.out = out[sent:]
+            if fd not in self._writing:
+                self._writing[fd] = writing
+                selector.register(sock, selectors.EVENT_WRITE)
+            return
+        if self._writing.pop(fd, None) is not None:
+            self._drop(writing, close=False)
+        if selector is None or sent < 0:
+            _close(sock)
+            return
+        try:
+            sock.shutdown(socket.SHUT_WR)  # the answer's end, even where a forked child holds a copy
         except OSError:
+            writing.linger = False
+        if not writing.linger:
             _close(sock)
             return
-        if not unread:
-            _close(sock)
-            return
-        assert self._selector is not None
-        self._draining[sock.fileno()] = _Pending(sock, time.monotonic() + DRAIN_SECONDS)
-        self._selector.register(sock, selectors.EVENT_READ)
+        self._draining[fd] = _Pending(sock, time.monotonic() + DRAIN_SECONDS)
+        selector.register(sock, selectors.EVENT_READ)
 
     def _drain(self, fd: int) -> None:
         draining = self._draining[fd]
@@ -411,19 +487,34 @@ class MetricsServer:
     # --- a lane's thread -------------------------------------------------------------------------
 
     def _handle(self, sock: socket.socket, head: _Head, unread: bytes) -> None:
+        """Work out the answer and hand it to the selector thread, which sends it: a lane's
+        thread never waits on a client."""
         try:
-            response = self._endpoints.respond(head.method, head.path, head.query, head.headers)
-            sock.settimeout(WRITE_TIMEOUT_SECONDS)
-            sock.sendall(_serialize(response))
-            _close(sock, lingering=bool(unread) or _has_body(head))
-        except OSError as e:  # the client went away or took too long to read
-            logger.debug("leakwatch http: answering %s failed: %s", head.path[:200], e)
+            out = _serialize(self._endpoints.respond(head.method, head.path, head.query, head.headers))
+        except Exception:  # respond answers 500 itself; nothing may end a lane's thread
+            logger.debug("leakwatch http: answering %s failed", head.path[:200], exc_info=True)
+            out = _serialize(text_response("500 Internal Server Error", "leakwatch could not answer this request\n"))
+        self._answered.put((sock, out, bool(unread) or _has_body(head)))
+        if self._selector is None:  # stopped meanwhile: nobody sends it
+            self._close_answered()
+        else:
+            self._wake_up()
+
+    def _close_answered(self) -> None:
+        while True:
+            try:
+                sock = self._answered.get_nowait()[0]
+            except queue.Empty:
+                return
+            self._in_lanes.discard(sock)
             _close(sock)
 
     def _close_all(self) -> None:
         for lane in self._lanes.values():
             lane.close()
-        for table in (self._pending, self._draining):
+        selector, self._selector = self._selector, None  # before the answers: see _handle
+        self._close_answered()
+        for table in self._tables():
             for pending in list(table.values()):
                 _close(pending.sock)
             table.clear()
@@ -433,7 +524,6 @@ class MetricsServer:
         wake, self._wake = self._wake, None
         for sock in wake or ():
             _close(sock)
-        selector, self._selector = self._selector, None
         if selector is not None:
             try:
                 selector.close()
@@ -468,19 +558,7 @@ def _serialize(response: Response) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + response.body
 
 
-def _close(sock: socket.socket, lingering: bool = False) -> None:
-    """Close a connection. With input unread (in a lane's thread), first end the output and read
-    what is left for a moment, so the kernel does not reset the connection under the answer."""
-    try:
-        if lingering:
-            sock.shutdown(socket.SHUT_WR)
-            deadline = time.monotonic() + DRAIN_SECONDS
-            while (left := deadline - time.monotonic()) > 0:
-                sock.settimeout(left)
-                if not sock.recv(65536):
-                    break
-    except OSError:
-        pass
+def _close(sock: socket.socket) -> None:
     try:
         sock.close()
     except OSError:

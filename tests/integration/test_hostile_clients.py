@@ -190,3 +190,37 @@ def test_a_post_with_a_body_gets_its_405_not_a_reset(service):
         answer = s.recv(1024)
     assert answer.startswith(b"HTTP/1.1 405 "), answer
     assert b"Allow: GET, HEAD" in answer
+
+
+def test_clients_that_announce_a_body_they_never_send_or_never_read_their_answer_hold_no_thread(service):
+    """After its answer, a client's unsent body is waited for, and an answer it does not read is
+    kept for it, by the thread that waits on every client: a scraper still gets in at once."""
+    host, port = service.rsplit("/", 1)[1].split(":")
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def hostile() -> None:
+        while not stop.is_set() and len(held) < 40:
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)  # takes little of an answer
+            s.connect((host, int(port)))
+            # A body announced and never sent: the server must read it before closing.
+            s.sendall(b"GET /api/suspects HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+            held.append(s)
+            time.sleep(0.05)
+
+    attacker = threading.Thread(target=hostile, daemon=True)
+    attacker.start()
+    scrapes = []
+    try:
+        for _ in range(10):
+            status, _, body, took = get(service + "/metrics", timeout=5)
+            scrapes.append((status, took))
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        attacker.join(5)
+        for s in held:
+            s.close()
+    assert len(held) >= 20, "the hostile clients did not get to connect"
+    assert all(status == 200 and took < 1.0 for status, took in scrapes), scrapes
