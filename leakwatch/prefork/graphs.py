@@ -5,7 +5,8 @@ its `/api/graph` asks the worker that reports the suspect: it writes a request i
 shared directory (`graph-request-<slot>.json`), the worker takes it within a second, draws
 the graph on its own thread and writes the answer whole (`graph-reply-<slot>-<nonce>.ok`, or
 `.error` with the reason), which the asker reads and removes. One request is in flight per
-server at a time (the endpoint draws one graph at a time).
+server at a time (the endpoint draws one graph at a time). A reply that comes after its asker
+gave up is removed by a later ask, once it is older than any graph may take.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from leakwatch.files import write_atomically
 
 MAX_REQUEST_BYTES = 2048
 POLL_SECONDS = 0.05
+STALE_REPLY_SECONDS = 600.0  # past the longest graph_budget (300 s)
+REPLY_PREFIX = "graph-reply-"
 FORMATS = ("json", "dot", "svg")
 
 
@@ -39,12 +42,13 @@ def _request_path(directory: str, slot: int) -> str:
 
 
 def _reply_path(directory: str, slot: int, nonce: str) -> str:
-    return os.path.join(directory, f"graph-reply-{slot}-{nonce}")
+    return os.path.join(directory, f"{REPLY_PREFIX}{slot}-{nonce}")
 
 
 def ask(directory: str, slot: int, target: str, format: str, samples: int, depth: int, timeout: float) -> bytes:  # noqa: A002
     """The worker in `slot` draws the graph of `target`; its rendered body, or `LeakwatchError`
     with the worker's reason, or when it does not answer within `timeout` seconds."""
+    _remove_stale_replies(directory)
     nonce = secrets.token_hex(8)
     request = {"nonce": nonce, "target": target, "format": format, "samples": samples, "depth": depth}
     try:
@@ -106,6 +110,18 @@ def answer(directory: str, slot: int, request: GraphRequest, body: bytes | None,
         write_atomically(reply + ".ok", body)
     else:
         write_atomically(reply + ".error", error)
+
+
+def _remove_stale_replies(directory: str) -> None:
+    """Replies no asker waits for any more (it gave up on the worker before they came)."""
+    stale = time.time() - STALE_REPLY_SECONDS
+    try:
+        with os.scandir(directory) as entries:
+            old = [e.path for e in entries if e.name.startswith(REPLY_PREFIX) and e.stat(follow_symlinks=False).st_mtime < stale]
+    except OSError:
+        return
+    for path in old:
+        _unlink(path)
 
 
 def _unlink(path: str) -> None:

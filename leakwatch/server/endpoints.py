@@ -4,15 +4,17 @@ the ASGI app and the standalone server, so they answer alike: GET and HEAD only 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import hmac
 import json
 import logging
 import math
+import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -34,8 +36,9 @@ GRAPH_SAMPLES = (1, 32)
 GRAPH_DEPTH = (1, 64)
 # A worker looks for a graph request once a second, then draws within graph_budget.
 ASK_SLACK_SECONDS = 3.0
-# Graphs may take this share of one core over time, after a first burst of CPU seconds: a flood
-# of graph requests is told when to come back (429, Retry-After) instead of drawing back to back.
+# Graphs and snapshots (each walks the heap) may take this share of one core over time, after a
+# first burst of CPU seconds: a flood of them is told when to come back (429, Retry-After)
+# instead of walking the heap back to back.
 GRAPH_SHARE = 0.1
 GRAPH_BURST_SECONDS = 2.0
 GRAPH_CONTENT_TYPES = {"json": "application/json", "dot": "text/vnd.graphviz; charset=utf-8", "svg": "image/svg+xml"}
@@ -48,6 +51,14 @@ class Response:
     status: str
     headers: tuple[tuple[str, str], ...]
     body: bytes
+
+
+def thread_and_children_cpu() -> float:
+    """CPU seconds of the calling thread and of the child processes that have ended (`dot`
+    drawing an SVG). A host's own children that end meanwhile count too: that errs toward
+    fewer graphs, never more."""
+    spent = os.times()
+    return time.thread_time() + spent.children_user + spent.children_system
 
 
 def private_registry(source: Source) -> CollectorRegistry:
@@ -70,19 +81,20 @@ class Endpoints:
         registry: CollectorRegistry | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
-        cpu_clock: Callable[[], float] = time.thread_time,
+        cpu_clock: Callable[[], float] = thread_and_children_cpu,
     ) -> None:
-        """`clock` paces graphs' CPU share; `cpu_clock` is the CPU time of the calling thread."""
+        """`clock` paces the CPU share of graphs and snapshots; `cpu_clock` is what one costs."""
         self._resolve: Callable[[], ReportSource | None] = (
             source if callable(source) and not hasattr(source, "report") else (lambda: source)  # type: ignore[assignment,return-value]
         )
         self.registry = registry if registry is not None else private_registry(self._resolve)
         # One graph at a time: a second request while one is drawn gets 429, not a queue.
         self._graphing = threading.Lock()
-        self._graph_credit = GRAPH_BURST_SECONDS  # CPU seconds graphs may take now (under _graphing)
+        self._snapshotting = threading.Lock()  # and one snapshot
+        self._credit_lock = threading.Lock()
+        self._credit = GRAPH_BURST_SECONDS  # CPU seconds graphs and snapshots may take now
         self._clock, self._cpu_clock = clock, cpu_clock
         self._credit_at = clock()
-        self._snapshotting = threading.Lock()  # and one snapshot (each walks the heap)
 
     def respond(self, method: str, path: str, query: str, headers: Mapping[str, str]) -> Response:
         """One request: `headers` keys are lower-case. Never raises: a failure answers 500."""
@@ -160,7 +172,11 @@ class Endpoints:
             busy = "a snapshot is being taken; try again shortly\n"
             return text_response("429 Too Many Requests", busy, (("Retry-After", "5"),))
         try:
-            body = json.dumps(take(), indent=1).encode() + b"\n"
+            refused = self._over_share()
+            if refused is not None:
+                return refused
+            with self._charged(self._cpu_clock):
+                body = json.dumps(take(), indent=1).encode() + b"\n"
         finally:
             self._snapshotting.release()
         return Response("200 OK", (("Content-Type", "application/json"),), body)
@@ -193,44 +209,56 @@ class Endpoints:
         if not self._graphing.acquire(blocking=False):
             return text_response("429 Too Many Requests", "a graph is being drawn; try again shortly\n", (("Retry-After", "5"),))
         try:
-            wait = self._graph_wait_seconds()
-            if wait > 0:
-                return text_response(
-                    "429 Too Many Requests",
-                    f"graphs have taken their share of CPU ({GRAPH_SHARE:.0%} of a core); try again in {wait} s\n",
-                    (("Retry-After", str(wait)),),
-                )
+            refused = self._over_share()
+            if refused is not None:
+                return refused
             if live is not None and holder is not None:
                 from leakwatch.prefork.graphs import ask
 
                 directory = getattr(source, "workers_dir", "")
-                started = self._clock()
-                body = ask(directory, holder.slot, target, format_, samples, depth, config.graph_budget + ASK_SLACK_SECONDS)
-                # The worker drew it; its time (poll delay included) stands for the CPU it took.
-                self._graph_credit -= self._clock() - started
+                # The worker draws it: its time (poll delay included, and all of it when the
+                # worker is too slow to answer) stands for the CPU it took.
+                with self._charged(self._clock):
+                    body = ask(directory, holder.slot, target, format_, samples, depth, config.graph_budget + ASK_SLACK_SECONDS)
             else:
                 draw = getattr(source, "graph", None)
                 if draw is None:
                     return text_response("404 Not Found", "this report source draws no graphs\n")
                 from leakwatch.refgraph.rendering import as_bytes
 
-                started = self._cpu_clock()
-                try:
+                with self._charged(self._cpu_clock):
                     body = as_bytes(draw(target, format_, samples=samples, max_depth=depth))
-                finally:
-                    self._graph_credit -= self._cpu_clock() - started
         except LeakwatchError as e:
             return text_response("503 Service Unavailable", f"{e}\n", (("Retry-After", "5"),))
         finally:
             self._graphing.release()
         return Response("200 OK", (("Content-Type", GRAPH_CONTENT_TYPES[format_]),), body)
 
-    def _graph_wait_seconds(self) -> int:
-        """Whole seconds until graphs have CPU to spend again (0: now); under `_graphing`."""
-        now = self._clock()
-        self._graph_credit = min(GRAPH_BURST_SECONDS, self._graph_credit + (now - self._credit_at) * GRAPH_SHARE)
-        self._credit_at = now
-        return 0 if self._graph_credit > 0 else max(1, math.ceil(-self._graph_credit / GRAPH_SHARE))
+    def _over_share(self) -> Response | None:
+        """429 with the whole seconds until graphs and snapshots have CPU to spend again, or None."""
+        with self._credit_lock:
+            now = self._clock()
+            self._credit = min(GRAPH_BURST_SECONDS, self._credit + (now - self._credit_at) * GRAPH_SHARE)
+            self._credit_at = now
+            if self._credit > 0:
+                return None
+            wait = max(1, math.ceil(-self._credit / GRAPH_SHARE))
+        return text_response(
+            "429 Too Many Requests",
+            f"graphs and snapshots have taken their share of CPU ({GRAPH_SHARE:.0%} of a core); try again in {wait} s\n",
+            (("Retry-After", str(wait)),),
+        )
+
+    @contextlib.contextmanager
+    def _charged(self, clock: Callable[[], float]) -> Iterator[None]:
+        """What the block takes on `clock` is spent from the CPU share, whether it succeeds or not."""
+        started = clock()
+        try:
+            yield
+        finally:
+            spent = clock() - started
+            with self._credit_lock:
+                self._credit -= spent
 
 
 def _token_matches(header: str, token: str) -> bool:
@@ -281,14 +309,15 @@ def _bounded(text: str, name: str, bounds: tuple[int, int]) -> int:
 def accepts_gzip(header: str) -> bool:
     """Whether an Accept-Encoding header takes gzip (q=0 refuses it)."""
     for part in header.split(","):
-        name, _, params = part.strip().partition(";")
+        name, *params = part.split(";")
         if name.strip().lower() in ("gzip", "x-gzip"):
-            q = params.strip().lower()
-            if q.startswith("q="):
-                try:
-                    return float(q[2:]) > 0
-                except ValueError:
-                    return False
+            for param in params:
+                key, _, value = param.strip().partition("=")
+                if key.strip().lower() == "q":
+                    try:
+                        return float(value.strip()) > 0
+                    except ValueError:
+                        return False
             return True
     return False
 

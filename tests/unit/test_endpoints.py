@@ -6,12 +6,17 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import subprocess
+import sys
 import threading
 
 import pytest
 
 from leakwatch.config import Config
+from leakwatch.errors import LeakwatchError
 from leakwatch.model import Report, Suspect
+from leakwatch.prefork import graphs
+from leakwatch.prefork.slots import WorkerReport
 from leakwatch.server.endpoints import (
     GRAPH_BURST_SECONDS,
     GRAPH_DEPTH,
@@ -20,6 +25,7 @@ from leakwatch.server.endpoints import (
     Endpoints,
     Response,
     accepts_gzip,
+    thread_and_children_cpu,
 )
 from leakwatch.testing import FakeClock
 from leakwatch.watcher import Watcher
@@ -80,6 +86,7 @@ def test_metrics_are_filtered_by_name_and_gzipped_when_asked():
     text = gzip.decompress(r.body).decode()
     assert "leakwatch_suspects{" in text and "process_resident_memory_bytes" not in text
     assert accepts_gzip("br, gzip;q=0.5") and not accepts_gzip("gzip;q=0") and not accepts_gzip("gzip;q=x")
+    assert not accepts_gzip("gzip;level=1;q=0") and accepts_gzip("gzip; q = 1")
 
 
 def test_graphs_are_off_unless_asked_for_and_need_the_token_when_one_is_set():
@@ -179,6 +186,57 @@ def test_a_graph_waiting_for_its_turn_costs_no_share():
 
     source.graph = waiting_graph  # type: ignore[method-assign]
     assert all(get(endpoints, "/api/graph", "type=dict").status == "200 OK" for _ in range(20))
+
+
+class MasterSource(Source):
+    """A pre-fork master's source: its workers draw the graphs."""
+
+    role = "master"
+    workers_dir = ""
+
+    def worker_reports(self) -> list[WorkerReport]:
+        return [WorkerReport(slot=0, pid=1, report=self.report())]
+
+
+def test_a_graph_a_worker_is_too_slow_to_draw_still_spends_the_share(monkeypatch):
+    clock = FakeClock()
+    asked = []
+
+    def slow_ask(*args: object) -> bytes:
+        asked.append(args)
+        clock.advance(GRAPH_BURST_SECONDS + 1)  # the master waited all that for the worker
+        raise LeakwatchError("worker 0 did not draw the graph within 13 s; try again")
+
+    monkeypatch.setattr(graphs, "ask", slow_ask)
+    endpoints = Endpoints(MasterSource(graphs=True), clock=clock, cpu_clock=FakeClock())
+    assert get(endpoints, "/api/graph", "type=app.Session").status.startswith("503")
+    r = get(endpoints, "/api/graph", "type=app.Session")
+    assert r.status.startswith("429") and int(dict(r.headers)["Retry-After"]) >= 1, r
+    assert len(asked) == 1, "the worker is not asked again before the share allows it"
+
+
+def test_snapshots_spend_the_same_share_as_graphs():
+    source = Source(graphs=True)
+    clock, cpu = FakeClock(), FakeClock()
+    endpoints = Endpoints(source, clock=clock, cpu_clock=cpu)
+
+    def costly_snapshot() -> dict[str, object]:
+        cpu.advance(GRAPH_BURST_SECONDS + 1)
+        return {"leakwatch_snapshot": 1}
+
+    source.snapshot = costly_snapshot  # type: ignore[attr-defined]
+    assert get(endpoints, "/api/snapshot").status == "200 OK"
+    for path, query in (("/api/snapshot", ""), ("/api/graph", "type=dict")):
+        r = get(endpoints, path, query)
+        assert r.status.startswith("429") and b"graphs and snapshots have taken their share" in r.body, (path, r)
+    assert source.drawn == []
+
+
+def test_an_svg_drawn_by_a_child_process_counts_in_the_cost():
+    before = thread_and_children_cpu()
+    busy = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+    subprocess.run([sys.executable, "-c", busy], check=True)
+    assert thread_and_children_cpu() - before >= 0.3
 
 
 def test_a_watcher_serves_its_page_and_a_failure_inside_answers_500():

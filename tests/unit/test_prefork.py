@@ -333,3 +333,15 @@ def test_an_unanswered_graph_request_times_out_and_is_withdrawn(tmp_path):
     assert graphs.take(str(tmp_path), 0) is None and os.listdir(tmp_path) == []
     (tmp_path / "graph-request-0.json").write_text("x" * 5000)
     assert graphs.take(str(tmp_path), 0) is None and os.listdir(tmp_path) == []
+
+
+def test_a_reply_that_came_after_its_asker_gave_up_is_removed_by_a_later_ask(tmp_path):
+    late = tmp_path / "graph-reply-0-0123456789abcdef.ok"  # the worker answered after the timeout
+    late.write_bytes(b"{}")
+    recent = tmp_path / "graph-reply-0-fedcba9876543210.ok"
+    recent.write_bytes(b"{}")
+    old = time.time() - graphs.STALE_REPLY_SECONDS - 1
+    os.utime(late, (old, old))
+    with pytest.raises(LeakwatchError):
+        graphs.ask(str(tmp_path), 0, "app.Session", "json", 4, 9, timeout=0.1)
+    assert os.listdir(tmp_path) == [recent.name], "only a reply older than any graph may take is removed"
