@@ -14,14 +14,14 @@ import reprlib
 from leakwatch.probes.census import type_key
 
 # Dict keys shown verbatim: plain str that reads like a name, or a small int.
-SHOWN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-:/]{0,31}$")
+SHOWN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-:/]{0,31}")  # the whole key
 MAX_SHOWN_INT = 10**6
 
 
 def safe_key(key: object) -> str:
     """A dict key as shown: short plain names and small ints verbatim, anything else as its type."""
     if type(key) is str:
-        if SHOWN_KEY.match(key) and not _looks_random(key):
+        if SHOWN_KEY.fullmatch(key) and not _looks_random(key):
             return repr(key)
         return f"<str len {len(key)}>"
     if type(key) is int:
@@ -59,12 +59,15 @@ SCRUB = (
     # user:password@ in a URL (postgres://user:pw@host/db, https://user:pw@host).
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s'\"]*):[^@\s'\"]+@"), r"\1:<redacted>@"),
     (re.compile(r"(?i)\b(bearer|basic|token|digest)\s+[A-Za-z0-9._~+/=-]+"), r"\1 <redacted>"),
-    # name=value, name: value, "name": "value", name => value, name -> value, name is value.
+    # name=value, name: value, "name": "value", name => value, name -> value, name is value, and
+    # ("name", "value"); the value quoted (all of it, spaces too), bytes (b'...'), in a list or a
+    # tuple, or bare up to the next separator.
     (
         re.compile(
-            rf"(?i)((?:{SECRET_NAMES})['\"]?\s*(?:=>|->|[=:]|\bis\b)\s*['\"]?)[^\s'\",;&}})\]]+"
+            rf"(?i)((?:{SECRET_NAMES})(?:['\"]?\s*(?:=>|->|[=:]|\bis\b)|['\"]\s*,)\s*(?:[\[(]\s*)?(?:[bru]{{1,2}}(?=['\"]))?)"
+            r"('[^']*'?|\"[^\"]*\"?|[^\s'\",;&})\]]+)"
         ),
-        r"\1<redacted>",
+        lambda m: _redacted_value(m.group(1), m.group(2)),
     ),
     # A secret's name, then its value after a space ("mypassword hunter2", "secret s3cr3t").
     (re.compile(r"(?i)\b(\w*(?:password|passwd|passphrase|secret))\s+(?!<)[^\s'\",;&})\]]+"), r"\1 <redacted>"),
@@ -78,6 +81,11 @@ SCRUB = (
     # Long random-looking runs (a path's parts are judged one by one: /api/v1/users is no token).
     (re.compile(r"[A-Za-z0-9_+=-]{12,}"), lambda m: "<redacted>" if _looks_random(m.group()) else m.group()),
 )
+
+
+def _redacted_value(before: str, value: str) -> str:
+    quote = value[0] if value[0] in "'\"" else ""
+    return f"{before}{quote}<redacted>{quote}"
 
 
 def _looks_random(text: str) -> bool:

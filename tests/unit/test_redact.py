@@ -51,6 +51,12 @@ SECRETS = [
     ("credentials=alice:wonderland", "wonderland"),
     ("a random id 9f86d081884c7d659a2feaa0c55ad015", "9f86d081884c7d659a2feaa0c55ad015"),
     ("signature=c2lnbmF0dXJl", "c2lnbmF0dXJl"),
+    # Values in the shapes reprs give them: bytes, lists, pairs, quoted with spaces.
+    ("{'password': b'hunter2'}", "hunter2"),
+    ("{'passwd': ['hunter2']}", "hunter2"),
+    ("[('password', 'hunter2')]", "hunter2"),
+    ("{'api_key': 'correct horse battery'}", "horse battery"),
+    ('Settings(secret_key="two words")', "two words"),
 ]
 
 HARMLESS = [
@@ -84,6 +90,8 @@ HARMLESS = [
     "the quick brown fox",
     "Event(kind='click', x=10, y=20)",
     "Config(debug=False, workers=4)",
+    "[('user', 'alice'), ('role', 'admin')]",
+    "{'tags': ['a b', 'c']}",
 ]
 
 
