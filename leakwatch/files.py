@@ -17,9 +17,12 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from collections.abc import Callable
+from typing import TypeVar
 
 TMP_SUFFIX = ".tmp"
 FILE_MODE = 0o600
+T = TypeVar("T")
 
 
 def write_atomically(path: str, data: str | bytes) -> None:
@@ -28,14 +31,21 @@ def write_atomically(path: str, data: str | bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=TMP_SUFFIX, dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
+            fd = -1  # the file closes it now
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        if fd >= 0:
+            _quietly(os.close, fd)
+        _quietly(os.unlink, tmp)
         raise
+
+
+def _quietly(undo: Callable[[T], object], arg: T) -> None:
+    try:
+        undo(arg)
+    except OSError:
+        pass
 
 
 def read_small(path: str, limit: int) -> bytes:

@@ -8,6 +8,8 @@ Each tick, the watcher asks `GraphDir.serve` to draw:
 - with `graph_on_suspect`, each new suspect once (a type at once; a site while it is traced,
   since its objects are known by their allocation traceback).
 
+At most `GRAPHS_PER_TICK` graphs are drawn a tick; the rest wait for the next ticks, in order.
+
 Each graph is written as `graph-<pid>-<target>.json` and `.dot`, whole (`files.write_atomically`);
 the newest `MAX_GRAPH_FILES` such files are kept.
 """
@@ -40,6 +42,7 @@ REQUEST_SYNTAX = re.compile(r"[0-9a-f]{12}|[A-Za-z_][\w.<>]*|[^\x00-\x1f]+\.py:\
 GRAPH_FILE = re.compile(r"graph-\d+-[\w.-]+\.(?:json|dot)")
 MAX_GRAPH_FILES = 40  # 20 graphs, a .json and a .dot each
 GRAPHS_PER_TICK = 3
+MAX_WAITING = 100  # targets waiting for a later tick; more are dropped, and logged
 # `echo id > graph-request` creates the file before it writes the id.
 REQUEST_SETTLE_SECONDS = 0.2
 MAX_REQUEST_BYTES = 300
@@ -52,21 +55,34 @@ class GraphDir:
 
     def __init__(self, config: Config) -> None:
         self._config = config
-        self._graphed: set[str] = set()  # suspects already drawn
+        self._graphed: set[str] = set()  # suspects drawn, or waiting to be, for graph_on_suspect
+        self._waiting: list[str] = []  # targets for the next ticks, oldest first
 
     def serve(self, suspects: Sequence[Suspect], find_holders: FindHolders) -> None:
         """Draw what is asked for now; `find_holders(target)` searches the heap (or raises
         `LeakwatchError` for a target it cannot follow, logged)."""
         directory = self._config.graph_dir.replace("{pid}", str(os.getpid()))
-        targets = self._requested(directory, suspects)
+        wanted = self._requested(directory, suspects)
         if self._config.graph_on_suspect:
             traced = tracemalloc.is_tracing()
             for s in suspects:
-                if s.id not in self._graphed and (s.kind == "type" or (s.kind == "site" and traced)):
+                new = s.id not in self._graphed and s.id not in wanted and s.id not in self._waiting
+                if new and (s.kind == "type" or (s.kind == "site" and traced)):
                     self._graphed.add(s.id)
-                    targets.append(s.id)
-                    break  # at most one automatic graph a tick
-        for target in targets[:GRAPHS_PER_TICK]:
+                    wanted.append(s.id)
+                    break  # at most one new suspect a tick
+        for target in wanted:
+            if target in self._waiting:
+                continue
+            if len(self._waiting) >= MAX_WAITING:
+                logger.warning("leakwatch: %d graphs are waiting to be drawn; %r is dropped", MAX_WAITING, target[:80])
+                continue
+            self._waiting.append(target)
+        now, self._waiting = self._waiting[:GRAPHS_PER_TICK], self._waiting[GRAPHS_PER_TICK:]
+        ids = {s.id for s in suspects}
+        for target in now:
+            if target in ids:
+                self._graphed.add(target)  # drawn on request: not again as a new suspect
             self._write(directory, target, find_holders)
 
     @staticmethod
@@ -81,16 +97,20 @@ class GraphDir:
         except OSError:
             return []
         try:
-            wanted = read_small(taken, MAX_REQUEST_BYTES).decode("utf-8", errors="replace").strip()
+            raw = read_small(taken, MAX_REQUEST_BYTES + 1)
         except OSError as e:
             # A link or a device: nothing of what it points at is read, or told.
-            logger.warning("leakwatch: ignored %s: not a regular file (%s)", request, e.strerror or e)
+            logger.warning("leakwatch: ignored %s: not a regular file, or not readable (%s)", request, e.strerror or e)
             return []
         finally:
             try:
                 os.unlink(taken)
             except OSError:
                 pass
+        if len(raw) > MAX_REQUEST_BYTES:
+            logger.warning("leakwatch: ignored %s: a request is at most %d bytes", request, MAX_REQUEST_BYTES)
+            return []
+        wanted = raw.decode("utf-8", errors="replace").strip()
         if wanted and not REQUEST_SYNTAX.fullmatch(wanted):
             logger.warning("leakwatch: ignored %s: it holds no suspect id, type name or site (path.py:LINE)", request)
             return []

@@ -9,7 +9,7 @@ import os
 
 from leakwatch.config import Config
 from leakwatch.errors import LeakwatchError
-from leakwatch.graphdir import MAX_GRAPH_FILES, REQUEST_FILE, REQUEST_SETTLE_SECONDS, GraphDir
+from leakwatch.graphdir import GRAPHS_PER_TICK, MAX_GRAPH_FILES, MAX_REQUEST_BYTES, REQUEST_FILE, REQUEST_SETTLE_SECONDS, GraphDir
 from leakwatch.model import Suspect
 from leakwatch.refgraph import Graph
 
@@ -116,3 +116,27 @@ def test_only_the_newest_graph_files_are_kept(tmp_path):
     names = sorted(os.listdir(tmp_path))
     assert len(names) == MAX_GRAPH_FILES
     assert f"graph-{os.getpid()}-app.T0.json" not in names and f"graph-{os.getpid()}-app.T24.json" in names
+
+
+def test_graphs_beyond_a_ticks_share_are_drawn_on_the_next_ticks(tmp_path):
+    many = [
+        Suspect(kind="type", key=f"app.T{i}", unit="objects", current=10, growth_per_second=1, since=0, confidence=0.99)
+        for i in range(GRAPHS_PER_TICK + 2)
+    ]
+    graphs = GraphDir(Config.from_options(env={}, graph_dir=str(tmp_path), graph_on_suspect=True))
+    find = Finder()
+    request(str(tmp_path), "")  # every type suspect
+    graphs.serve(many, find)
+    assert len(find.asked) == GRAPHS_PER_TICK
+    graphs.serve(many, find)
+    graphs.serve(many, find)
+    assert sorted(find.asked) == sorted(s.id for s in many), "each drawn once, none left out"
+
+
+def test_a_request_longer_than_allowed_is_ignored_not_cut(tmp_path, caplog):
+    graphs = GraphDir(Config.from_options(env={}, graph_dir=str(tmp_path)))
+    find = Finder()
+    request(str(tmp_path), "app." + "T" * MAX_REQUEST_BYTES)  # its first bytes would parse
+    with caplog.at_level(logging.WARNING, logger="leakwatch.graphdir"):
+        graphs.serve((), find)
+    assert find.asked == [] and f"at most {MAX_REQUEST_BYTES} bytes" in caplog.text
