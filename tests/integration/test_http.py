@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import leakwatch
 from leakwatch.model import Report
+from leakwatch.server.standalone import MAX_LINE_BYTES
 from tests.integration.conftest import wait_for
 
 FAST = {"interval": 0.05, "tracemalloc": "off"}
@@ -250,6 +251,16 @@ def test_malformed_headers_get_an_answer_not_a_traceback(served, capfd):
     assert "Content-Encoding" not in headers and body.startswith(b"# HELP")
     assert headers["Vary"] == "Accept, Accept-Encoding"
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_request_line_longer_than_allowed_is_414_whether_its_head_is_whole_or_not(served):
+    _, base = served
+    host, port = base.rsplit("/", 1)[1].split(":")
+    for end in (b"\r\n\r\n", b""):
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(b"GET /metrics?" + b"a" * (MAX_LINE_BYTES + 10) + b" HTTP/1.1" + end)
+            answer = s.recv(1024)
+        assert answer.startswith(b"HTTP/1.1 414 ") and b"at most %d bytes" % MAX_LINE_BYTES in answer, (end, answer)
 
 
 def test_head_tells_the_length_a_get_would_have(served):
