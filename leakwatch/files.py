@@ -14,15 +14,13 @@ only a regular file, and at most a few bytes of it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
-from collections.abc import Callable
-from typing import TypeVar
 
 TMP_SUFFIX = ".tmp"
 FILE_MODE = 0o600
-T = TypeVar("T")
 
 
 def write_atomically(path: str, data: str | bytes) -> None:
@@ -36,16 +34,11 @@ def write_atomically(path: str, data: str | bytes) -> None:
         os.replace(tmp, path)
     except BaseException:
         if fd >= 0:
-            _quietly(os.close, fd)
-        _quietly(os.unlink, tmp)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         raise
-
-
-def _quietly(undo: Callable[[T], object], arg: T) -> None:
-    try:
-        undo(arg)
-    except OSError:
-        pass
 
 
 def read_small(path: str, limit: int) -> bytes:
